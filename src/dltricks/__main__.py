@@ -1,0 +1,3 @@
+from dltricks.cli.main import main
+
+main()

@@ -1,0 +1,1 @@
+"""The ``dltricks`` command; one module per group of subcommands."""
