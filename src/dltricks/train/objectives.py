@@ -29,10 +29,21 @@ class Objective:
     def __init__(self, label_smoothing: float = 0.0) -> None:
         self.label_smoothing = label_smoothing
 
-    def __call__(self, logits: Tensor, target: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+    def __call__(
+        self, logits: Tensor, target: Tensor, detailed: bool = True
+    ) -> tuple[Tensor, dict[str, Tensor]]:
+        """Loss and sum statistics of one batch.
+
+        Args:
+            logits: model outputs.
+            target: targets of the task.
+            detailed: all metrics (evaluation); False keeps only the cheap ones for training
+                steps, where calibration bins would cost a noticeable share of a small step.
+        """
         loss = self.loss(logits, target)
         with torch.no_grad():
-            stats = self.stats(logits.detach().float(), target)
+            logits = logits.detach().float()
+            stats = self.stats(logits, target) if detailed else self.train_stats(logits, target)
             n = torch.tensor(float(target.shape[0]), dtype=torch.float64)
             stats["loss_sum"] = loss.detach().double() * n
             stats["loss_count"] = n
@@ -43,6 +54,10 @@ class Objective:
 
     def stats(self, logits: Tensor, target: Tensor) -> dict[str, Tensor]:
         raise NotImplementedError
+
+    def train_stats(self, logits: Tensor, target: Tensor) -> dict[str, Tensor]:
+        """The statistics logged during training (default: the full ones)."""
+        return self.stats(logits, target)
 
 
 class ClassificationObjective(Objective):
@@ -61,6 +76,13 @@ class ClassificationObjective(Objective):
         if target.is_floating_point():  # soft targets: score against the dominant class
             target = target.argmax(dim=1)
         return metrics.classification_stats(logits, target)
+
+    def train_stats(self, logits: Tensor, target: Tensor) -> dict[str, Tensor]:
+        labels = target.argmax(dim=1) if target.is_floating_point() else target
+        return {
+            "correct": (logits.argmax(dim=1) == labels).sum().double(),
+            "count": torch.tensor(float(labels.numel()), dtype=torch.float64),
+        }
 
 
 class SegmentationObjective(Objective):

@@ -219,6 +219,7 @@ class Trainer:
             )
         self.total_steps = tc.steps or tc.epochs * self.steps_per_epoch  # type: ignore[operator]
         self.optimizer = build_optimizer(self.model, recipe.optimizer)
+        self._params = [p for p in self.model.parameters() if p.requires_grad]
         self.scheduler = build_scheduler(self.optimizer, recipe.schedule, self.total_steps)
         self.scaler = torch.amp.GradScaler("cuda", enabled=tc.precision == "fp16")
         self.monitor, self.monitor_mode = monitor_spec(recipe, self.objective)
@@ -366,15 +367,17 @@ class Trainer:
         batches = epoch_batches(len(train), self.recipe.data.batch_size, self.recipe.seed,
                                 self.epoch)
         used = self.steps_per_epoch * self.recipe.train.grad_accum
+        per_rank = self.recipe.data.batch_size // self.dist.world_size
+        lo = self.dist.rank * per_rank
         for b in range(self.micro_in_epoch, used):
-            idx = batches[b].chunk(self.dist.world_size)[self.dist.rank]
+            idx = batches[b, lo : lo + per_rank]  # this process's contiguous share
             yield train.x[idx], train.y[idx]
 
     def _optimizer_step(self) -> None:
         tc = self.recipe.train
         if self.scaler.is_enabled():
             self.scaler.unscale_(self.optimizer)
-        params = [p for p in self.model.parameters() if p.grad is not None]
+        params = [p for p in self._params if p.grad is not None]
         norm, clipped = clip_gradients(params, tc.clip.mode, tc.clip.max)
         finite = bool(torch.isfinite(norm))
         self.grad_stats.record(norm, clipped)
@@ -450,9 +453,8 @@ class Trainer:
                     with sync:
                         with self._autocast():
                             logits = self.ddp_model(x)
-                        loss, stats = self.objective(logits.float(), y)
+                        loss, stats = self.objective(logits.float(), y, detailed=False)
                         self.scaler.scale(loss / accum).backward()
-                    self.train_meter.update_dict(stats)
                     self.window_meter.update_dict(stats)
                     self.micro_in_epoch += 1
                     n_window += x.shape[0] * self.dist.world_size
@@ -488,10 +490,15 @@ class Trainer:
             self._end_epoch(final=True)
         return self._finish(stopped_early)
 
-    def _log_train(self, lr: float, rate: float) -> dict[str, Any]:
+    def _flush_window(self) -> None:
+        """Sums the training window over processes and adds it to the epoch's sums."""
         if self.dist.enabled:
             self.window_meter.from_vector(all_reduce_sum(self.window_meter.as_vector(),
                                                          self.dist))
+        self.train_meter.merge(self.window_meter)
+
+    def _log_train(self, lr: float, rate: float) -> dict[str, Any]:
+        self._flush_window()
         rec = {"split": "train", "step": self.step, "epoch": self.epoch, "lr": lr,
                "samples_per_s": rate, **self.window_meter.compute()}
         if len(self.grad_stats):
@@ -507,6 +514,8 @@ class Trainer:
         epoch_done = self.epoch + 1
         metrics: dict[str, float] = {}
         stop = False
+        self._flush_window()
+        self.window_meter.reset()
         if final or epoch_done % tc.eval_every_epochs == 0 or self.step >= self.total_steps:
             metrics = self.evaluate("val")
             if self.log is not None:
