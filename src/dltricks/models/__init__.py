@@ -1,0 +1,13 @@
+"""Assembled networks and the model registry.
+
+Importing this package registers the built-in models (``list_models()`` shows them). Each is
+registered with metadata ``task`` ("classification" | "segmentation" | "sequence") and
+``example``: ``dict(kwargs=..., input=shape, dtype="float" | "long", output=shape)`` (plus
+``high``, the exclusive token-id bound, for ``dtype="long"``), from which registry-driven tests
+build and run every model.
+"""
+
+from dltricks.models import cnn, mlp, rnn, seg  # noqa: F401  (registers the models)
+from dltricks.models.registry import create_model, list_models, register_model
+
+__all__ = ["create_model", "list_models", "register_model"]
