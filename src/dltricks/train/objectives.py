@@ -31,7 +31,7 @@ class Objective:
 
     def __call__(
         self, logits: Tensor, target: Tensor, detailed: bool = True
-    ) -> tuple[Tensor, dict[str, Tensor]]:
+    ) -> tuple[Tensor, dict[str, Tensor | float]]:
         """Loss and sum statistics of one batch.
 
         Args:
@@ -44,8 +44,8 @@ class Objective:
         with torch.no_grad():
             logits = logits.detach().float()
             stats = self.stats(logits, target) if detailed else self.train_stats(logits, target)
-            n = torch.tensor(float(target.shape[0]), dtype=torch.float64)
-            stats["loss_sum"] = loss.detach().double() * n
+            n = float(target.shape[0])
+            stats["loss_sum"] = loss.detach() * n
             stats["loss_count"] = n
         return loss, stats
 
@@ -79,10 +79,7 @@ class ClassificationObjective(Objective):
 
     def train_stats(self, logits: Tensor, target: Tensor) -> dict[str, Tensor]:
         labels = target.argmax(dim=1) if target.is_floating_point() else target
-        return {
-            "correct": (logits.argmax(dim=1) == labels).sum().double(),
-            "count": torch.tensor(float(labels.numel()), dtype=torch.float64),
-        }
+        return {"correct": (logits.argmax(dim=1) == labels).sum(), "count": float(labels.numel())}
 
 
 class SegmentationObjective(Objective):

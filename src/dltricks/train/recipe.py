@@ -161,7 +161,7 @@ class TrainConfig(_Strict):
     )
     deterministic: bool = True
     eval_every_epochs: int = Field(1, gt=0)
-    log_every_steps: int = Field(10, gt=0)
+    log_every_steps: int = Field(50, gt=0, description="train log record every N steps")
     checkpoint: CheckpointConfig = Field(default_factory=CheckpointConfig)
 
     @model_validator(mode="after")

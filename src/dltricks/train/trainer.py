@@ -53,6 +53,19 @@ from dltricks.train.schedules import build_scheduler
 LOWER_IS_BETTER = ("loss", "nll", "ece")
 
 
+class Callback:
+    """Hooks into the loop; override what you need. Called on every process."""
+
+    def on_step_end(self, trainer: Trainer) -> None:
+        """After each optimizer step (``trainer.step`` is the new count)."""
+
+    def on_epoch_end(self, trainer: Trainer, metrics: dict[str, float]) -> None:
+        """After each epoch's evaluation (``metrics`` may be empty when none was due)."""
+
+    def on_fit_end(self, trainer: Trainer, summary: dict[str, Any]) -> None:
+        """Once, with the final summary."""
+
+
 class NonFiniteError(FloatingPointError):
     """The loss or the gradients became NaN/Inf (the message names the step)."""
 
@@ -125,6 +138,7 @@ class Trainer:
         max_steps_this_call: stop (with a checkpoint) after this many steps in this call; used to
             simulate an interruption.
         readonly: write nothing into ``run_dir`` (for evaluating a finished run).
+        callbacks: :class:`Callback` objects called at step, epoch and fit end.
         console: a ``rich.console.Console`` for messages (default: a new one).
 
     Example:
@@ -145,6 +159,7 @@ class Trainer:
         tensorboard: bool = True,
         max_steps_this_call: int | None = None,
         readonly: bool = False,
+        callbacks: list[Callback] | None = None,
         console=None,
     ) -> None:
         self.recipe = recipe
@@ -174,6 +189,7 @@ class Trainer:
         self.console = console
         self.progress = progress and self.dist.is_main
         self.max_steps_this_call = max_steps_this_call
+        self.callbacks = list(callbacks or [])
 
         # --- run folder (rank 0 creates it, the others learn its path)
         if self.dist.is_main:
@@ -234,6 +250,7 @@ class Trainer:
         self.skipped_steps = 0
         self.train_meter = MetricAccumulator()
         self.window_meter = MetricAccumulator()
+        self._pending: list[dict[str, Any]] = []  # per-step stats not yet summed (cheap append)
         self.grad_stats = GradNormStats()
         self._stop_signal: int | None = None
         if resume:
@@ -262,6 +279,7 @@ class Trainer:
 
     def state_dict(self) -> dict[str, Any]:
         """Everything but the weights, as tensors and plain values (weights_only-loadable)."""
+        self._fold_pending()
         state: dict[str, Any] = {
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
@@ -379,8 +397,9 @@ class Trainer:
             self.scaler.unscale_(self.optimizer)
         params = [p for p in self._params if p.grad is not None]
         norm, clipped = clip_gradients(params, tc.clip.mode, tc.clip.max)
-        finite = bool(torch.isfinite(norm))
-        self.grad_stats.record(norm, clipped)
+        norm_value = float(norm)  # one host sync per step, needed for the NaN/Inf decision
+        finite = math.isfinite(norm_value)
+        self.grad_stats.record(norm_value, clipped)
         if not finite and not self.scaler.is_enabled():
             if tc.nonfinite == "error":
                 raise NonFiniteError(
@@ -454,8 +473,8 @@ class Trainer:
                         with self._autocast():
                             logits = self.ddp_model(x)
                         loss, stats = self.objective(logits.float(), y, detailed=False)
-                        self.scaler.scale(loss / accum).backward()
-                    self.window_meter.update_dict(stats)
+                        self.scaler.scale(loss / accum if accum > 1 else loss).backward()
+                    self._pending.append(stats)
                     self.micro_in_epoch += 1
                     n_window += x.shape[0] * self.dist.world_size
                     if not last_micro:
@@ -463,6 +482,8 @@ class Trainer:
                     lr = self.optimizer.param_groups[0]["lr"]
                     self._optimizer_step()
                     steps_this_call += 1
+                    for cb in self.callbacks:
+                        cb.on_step_end(self)
                     if self.step % tc.log_every_steps == 0 or self.step == self.total_steps:
                         rate = n_window / max(time.perf_counter() - t_window, 1e-9)
                         rec = self._log_train(lr, rate)
@@ -490,8 +511,19 @@ class Trainer:
             self._end_epoch(final=True)
         return self._finish(stopped_early)
 
+    def _fold_pending(self) -> None:
+        """Adds the per-step statistics collected since the last fold to the window's sums."""
+        if not self._pending:
+            return
+        for key in self._pending[0]:
+            values = [s[key] for s in self._pending]
+            total = torch.stack(values).sum(0) if isinstance(values[0], Tensor) else sum(values)
+            self.window_meter.update(key, total)
+        self._pending.clear()
+
     def _flush_window(self) -> None:
         """Sums the training window over processes and adds it to the epoch's sums."""
+        self._fold_pending()
         if self.dist.enabled:
             self.window_meter.from_vector(all_reduce_sum(self.window_meter.as_vector(),
                                                          self.dist))
@@ -529,6 +561,8 @@ class Trainer:
         self.epoch += 1
         self.micro_in_epoch = 0
         self.save_checkpoint("epoch_end", metrics)
+        for cb in self.callbacks:
+            cb.on_epoch_end(self, metrics)
         return stop
 
     def _update_best(self, metrics: dict[str, float]) -> bool:
@@ -579,6 +613,8 @@ class Trainer:
             self.log.write({"split": "test", "step": self.step, "epoch": self.epoch, **best})
             self.log.close()
             ckpt.atomic_write_text(self.run_dir / "summary.json", json.dumps(summary, indent=1))
+        for cb in self.callbacks:
+            cb.on_fit_end(self, summary)
         return summary
 
 
@@ -600,6 +636,7 @@ def checkpoint_weights_file(run_dir: Path, which: str = "best") -> tuple[ckpt.Ch
 
 
 __all__ = [
+    "Callback",
     "NonFiniteError",
     "Trainer",
     "TrainingInterrupted",
