@@ -46,6 +46,7 @@ def test_fp16_overflow_is_skipped_by_the_scaler_not_an_error(tmp_path, digits):
     t.scaler = torch.amp.GradScaler("cuda", init_scale=2.0**40)
     s = t.fit()
     assert t.scaler.get_scale() < 2.0**40
+    assert s["fp16_overflow_steps"] >= 1  # counted, not raised
     assert s["test"]["accuracy"] > 0.3
 
 
@@ -57,8 +58,10 @@ def test_cuda_checkpoint_resumes_and_loads_on_cpu(tmp_path, digits):
         Trainer(r, tmp_path / "r", data=digits, max_steps_this_call=20).fit()
     resumed = Trainer(r, tmp_path / "r", data=digits, resume=True)
     assert resumed.step == 20
-    assert resumed.fit()["steps"] == 40
+    s = resumed.fit()
+    assert s["steps"] == 40
     cpu = Trainer(recipe_from_dict({**r.to_dict(), "device": "cpu", "train": {
         **r.to_dict()["train"], "precision": "fp32"}}), tmp_path / "cpu", data=digits)
     ckpt.latest_valid(tmp_path / "r" / "checkpoints").load_model(cpu.model)
-    assert cpu.evaluate("test", cpu.model)["accuracy"] > 0.85
+    # the last weights score on CPU (fp32) what they scored on the GPU (fp16 autocast)
+    assert abs(cpu.evaluate("test", cpu.model)["accuracy"] - s["test_last"]["accuracy"]) < 0.02

@@ -21,6 +21,7 @@ import math
 import signal
 import threading
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -248,6 +249,7 @@ class Trainer:
         self.best_step: int | None = None
         self.bad_evals = 0
         self.skipped_steps = 0
+        self.overflow_steps = 0  # fp16 steps the grad scaler skipped (Inf/NaN at the scale)
         self.train_meter = MetricAccumulator()
         self.window_meter = MetricAccumulator()
         self._pending: list[dict[str, Any]] = []  # per-step stats not yet summed (cheap append)
@@ -293,6 +295,7 @@ class Trainer:
                 "best_step": self.best_step,
                 "bad_evals": self.bad_evals,
                 "skipped_steps": self.skipped_steps,
+                "overflow_steps": self.overflow_steps,
             },
             "train_meter": self.train_meter.state_dict(),
             "window_meter": self.window_meter.state_dict(),
@@ -341,6 +344,7 @@ class Trainer:
         self.micro_in_epoch = loop["micro_in_epoch"]
         self.best, self.best_step = loop["best"], loop["best_step"]
         self.bad_evals, self.skipped_steps = loop["bad_evals"], loop["skipped_steps"]
+        self.overflow_steps = loop.get("overflow_steps", 0)
         self.train_meter.load_state_dict(state["train_meter"])
         self.window_meter.load_state_dict(state["window_meter"])
         self.grad_stats.load_state_dict(state["grad_stats"])
@@ -411,12 +415,19 @@ class Trainer:
             self.optimizer.zero_grad(set_to_none=True)
         else:
             # the scaler skips fp16 steps with Inf gradients by itself and lowers its scale
+            scale = self.scaler.get_scale() if self.scaler.is_enabled() else None
             self.scaler.step(self.optimizer)
             self.scaler.update()
-            if self.ema is not None:
+            if scale is not None and self.scaler.get_scale() < scale:
+                self.overflow_steps += 1
+            elif self.ema is not None:
                 self.ema.update_parameters(self.model)
         self.optimizer.zero_grad(set_to_none=True)
-        self.scheduler.step()
+        with warnings.catch_warnings():
+            # a step skipped by the fp16 scaler makes torch warn that the schedule runs ahead
+            # of the optimizer; the schedule counts steps taken, skipped or not, on purpose
+            warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step")
+            self.scheduler.step()
         self.step += 1
 
     def _signal_handler(self, signum, frame) -> None:
@@ -600,6 +611,7 @@ class Trainer:
             "epochs": self.epoch,
             "stopped_early": stopped_early,
             "skipped_steps": self.skipped_steps,
+            "fp16_overflow_steps": self.overflow_steps,
             "monitor": self.monitor,
             "best_val": self.best,
             "best_step": self.best_step,
