@@ -13,7 +13,7 @@ per-step time of each loop (noise on a shared VM only ever adds time) and the me
 quartiles of the per-repeat ratio. Output: a table on stdout and JSON in benchmarks/results/.
 
 Usage:
-    python benchmarks/engine_overhead.py [--repeats 21] [--steps 110] [--skip 10]
+    python benchmarks/engine_overhead.py [--repeats 21] [--steps 110] [--skip 10] [--threads N]
 """
 
 from __future__ import annotations
@@ -86,8 +86,12 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=21)
     ap.add_argument("--steps", type=int, default=110)
     ap.add_argument("--skip", type=int, default=10, help="warm-up steps left out of the mean")
+    ap.add_argument("--threads", type=int, default=None,
+                    help="torch intra-op threads (default: torch's choice, all cores)")
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     data = create_dataset("mnist1d", seed=0, num_samples=12000)
     if len(data.train) // 64 < args.steps:
         raise SystemExit("--steps exceeds one epoch; an evaluation would fall inside")
@@ -117,7 +121,8 @@ def main() -> None:
         "machine": f"{platform.machine()} {os.cpu_count()} cores",
     }
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "engine_overhead.json").write_text(json.dumps(result, indent=1))
+    suffix = f"_t{args.threads}" if args.threads else ""
+    (args.out / f"engine_overhead{suffix}.json").write_text(json.dumps(result, indent=1))
     print(f"| loop | ms / step (best of {args.repeats}) |")
     print("|---|---|")
     print(f"| bare PyTorch | {bare * 1e3:.3f} |")

@@ -16,6 +16,7 @@ Axis letters: B batch, C channels, *spatial the 1-3 spatial axes, K classes.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Sequence
 from typing import Literal
 
@@ -142,78 +143,29 @@ def _cnn_example(spatial_dims: int, size: int) -> dict:
                 dtype="float", output=(2, 10))
 
 
-@register_model(task="classification", description="Small CNN classifier (2-D by default).",
-                example=_cnn_example(2, 8))
-def small_cnn(
-    in_channels: int,
-    num_classes: int,
-    spatial_dims: int = 2,
-    channels: Sequence[int] = (32, 64),
-    blocks_per_stage: int = 1,
-    kernel_size: int = 3,
-    norm: NormSpec = "batch",
-    act: ActSpec = "relu",
-    norm_order: Literal["norm_act", "act_norm"] = "norm_act",
-    residual: bool = False,
-    drop_path: float = 0.0,
-    downsample: Downsample = "maxpool",
-    dropout: float = 0.0,
-) -> SmallCNN:
-    """``SmallCNN``; 8x8 digits work with the default two stages."""
-    return SmallCNN(
-        in_channels=in_channels, num_classes=num_classes, spatial_dims=spatial_dims,
-        channels=channels,
-        blocks_per_stage=blocks_per_stage, kernel_size=kernel_size, norm=norm, act=act,
-        norm_order=norm_order, residual=residual, drop_path=drop_path, downsample=downsample,
-        dropout=dropout,
+def _fixed_dims(spatial_dims: int, doc: str):
+    """A ``SmallCNN`` factory with ``spatial_dims`` fixed; its signature (which the registry
+    checks recipe kwargs against) is SmallCNN's without ``spatial_dims``."""
+
+    def factory(**kwargs) -> SmallCNN:
+        return SmallCNN(spatial_dims=spatial_dims, **kwargs)
+
+    sig = inspect.signature(SmallCNN)
+    factory.__signature__ = sig.replace(  # type: ignore[attr-defined]
+        parameters=[p for p in sig.parameters.values() if p.name != "spatial_dims"],
+        return_annotation=SmallCNN,
     )
+    factory.__doc__ = doc
+    return factory
 
 
-@register_model(task="classification", description="Small 1-D CNN (e.g. 40-step MNIST-1D).",
-                example=_cnn_example(1, 40))
-def cnn1d(
-    in_channels: int,
-    num_classes: int,
-    channels: Sequence[int] = (32, 64),
-    blocks_per_stage: int = 1,
-    kernel_size: int = 3,
-    norm: NormSpec = "batch",
-    act: ActSpec = "relu",
-    norm_order: Literal["norm_act", "act_norm"] = "norm_act",
-    residual: bool = False,
-    drop_path: float = 0.0,
-    downsample: Downsample = "maxpool",
-    dropout: float = 0.0,
-) -> SmallCNN:
-    """``SmallCNN`` with ``spatial_dims=1``."""
-    return SmallCNN(
-        in_channels=in_channels, num_classes=num_classes, spatial_dims=1, channels=channels,
-        blocks_per_stage=blocks_per_stage, kernel_size=kernel_size, norm=norm, act=act,
-        norm_order=norm_order, residual=residual, drop_path=drop_path, downsample=downsample,
-        dropout=dropout,
-    )
-
-
-@register_model(task="classification", description="Small 3-D CNN for volumes.",
-                example=_cnn_example(3, 8))
-def cnn3d(
-    in_channels: int,
-    num_classes: int,
-    channels: Sequence[int] = (32, 64),
-    blocks_per_stage: int = 1,
-    kernel_size: int = 3,
-    norm: NormSpec = "batch",
-    act: ActSpec = "relu",
-    norm_order: Literal["norm_act", "act_norm"] = "norm_act",
-    residual: bool = False,
-    drop_path: float = 0.0,
-    downsample: Downsample = "maxpool",
-    dropout: float = 0.0,
-) -> SmallCNN:
-    """``SmallCNN`` with ``spatial_dims=3``."""
-    return SmallCNN(
-        in_channels=in_channels, num_classes=num_classes, spatial_dims=3, channels=channels,
-        blocks_per_stage=blocks_per_stage, kernel_size=kernel_size, norm=norm, act=act,
-        norm_order=norm_order, residual=residual, drop_path=drop_path, downsample=downsample,
-        dropout=dropout,
-    )
+register_model("small_cnn", task="classification",
+               description="Small CNN classifier (2-D by default).",
+               example=_cnn_example(2, 8))(SmallCNN)
+cnn1d = register_model("cnn1d", task="classification",
+                       description="Small 1-D CNN (e.g. 40-step MNIST-1D).",
+                       example=_cnn_example(1, 40))(
+    _fixed_dims(1, "``SmallCNN`` with ``spatial_dims=1``."))
+cnn3d = register_model("cnn3d", task="classification", description="Small 3-D CNN for volumes.",
+                       example=_cnn_example(3, 8))(
+    _fixed_dims(3, "``SmallCNN`` with ``spatial_dims=3``."))
