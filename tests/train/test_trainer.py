@@ -149,9 +149,15 @@ def test_unknown_model_kwarg_names_it(tmp_path, digits):
         Trainer(make(model={"name": "mlp", "kwargs": {"widht": 3}}), tmp_path / "r", data=digits)
 
 
-def test_bad_monitor_lists_available_metrics(tmp_path, digits):
-    with pytest.raises(ValueError, match="accuracy"):
-        Trainer(make(train={"steps": 3, "monitor": "f1"}), tmp_path / "r", data=digits).fit()
+def test_bad_monitor_is_refused_before_training(tmp_path, digits):
+    with pytest.raises(ValueError, match=r"'f1' is not a validation metric.*accuracy, nll, ece"):
+        Trainer(make(train={"steps": 3, "monitor": "f1"}), tmp_path / "r", data=digits)
+
+
+def test_determinism_switch_is_scoped_to_fit(tmp_path, digits):
+    before = torch.are_deterministic_algorithms_enabled()
+    Trainer(make(train={"steps": 2, "deterministic": True}), tmp_path / "r", data=digits).fit()
+    assert torch.are_deterministic_algorithms_enabled() == before
 
 
 def test_batch_larger_than_data_is_refused(tmp_path, digits):
@@ -163,11 +169,17 @@ def _final(run_dir):
     return read_metrics(run_dir)[-1], weights(run_dir)
 
 
-@pytest.mark.parametrize("stop_after", [5, 33])  # mid-epoch, and just past an epoch end
-def test_interrupt_and_resume_equals_uninterrupted(tmp_path, digits, stop_after):
-    """Dropout, augmentation-free data order and RNG state: resume is bit-exact on CPU."""
+@pytest.mark.parametrize(
+    "stop_after, ema, augment",
+    [(5, False, {}), (33, False, {}),  # mid-epoch, and exactly at an epoch's last step
+     (7, True, {"noise_std": 0.1, "mixup_alpha": 0.2})],  # EMA count, augmentation RNG
+)
+def test_interrupt_and_resume_equals_uninterrupted(tmp_path, digits, stop_after, ema, augment):
+    """Dropout, data order, augmentation, EMA and RNG state: resume is bit-exact on CPU."""
     r = make(model={"name": "mlp", "kwargs": {"hidden": [32], "dropout": 0.2}},
-             train={"epochs": 3, "checkpoint": {"every_steps": 4}})
+             data={"augment": augment},
+             train={"epochs": 3, "checkpoint": {"every_steps": 4},
+                    "ema": {"enabled": ema, "decay": 0.9}})
     full = Trainer(r, tmp_path / "full", data=digits).fit()
     with pytest.raises(TrainingInterrupted):
         Trainer(r, tmp_path / "cut", data=digits, max_steps_this_call=stop_after).fit()

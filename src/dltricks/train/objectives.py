@@ -25,6 +25,8 @@ class Objective:
     task: ClassVar[str] = ""
     #: validation metric watched by default for best checkpoint / early stopping
     default_monitor: ClassVar[str] = "loss"
+    #: metrics its evaluation reports (per-class Dice entries aside)
+    metric_names: ClassVar[tuple[str, ...]] = ("loss",)
 
     def __init__(self, label_smoothing: float = 0.0) -> None:
         self.label_smoothing = label_smoothing
@@ -68,6 +70,7 @@ class ClassificationObjective(Objective):
 
     task = "classification"
     default_monitor = "accuracy"
+    metric_names = ("loss", "accuracy", "nll", "ece")
 
     def loss(self, logits: Tensor, target: Tensor) -> Tensor:
         return losses.classification_loss(logits, target, self.label_smoothing)
@@ -87,6 +90,7 @@ class SegmentationObjective(Objective):
 
     task = "segmentation"
     default_monitor = "dice"
+    metric_names = ("loss", "dice")
 
     def __init__(self, label_smoothing: float = 0.0, dice_weight: float = 1.0) -> None:
         super().__init__(label_smoothing)
@@ -106,6 +110,7 @@ class SequenceObjective(Objective):
 
     task = "sequence"
     default_monitor = "token_accuracy"
+    metric_names = ("loss", "token_accuracy", "token_nll", "perplexity")
 
     def loss(self, logits: Tensor, target: Tensor) -> Tensor:
         return losses.sequence_loss(logits, target, self.label_smoothing)

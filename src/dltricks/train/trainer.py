@@ -179,8 +179,6 @@ class Trainer:
                 f"data.batch_size {recipe.data.batch_size} must be divisible by the number of "
                 f"processes ({self.dist.world_size})."
             )
-        if tc.deterministic:
-            torch.use_deterministic_algorithms(True, warn_only=True)
         torch.manual_seed(recipe.seed)
 
         if console is None:
@@ -240,6 +238,12 @@ class Trainer:
         self.scheduler = build_scheduler(self.optimizer, recipe.schedule, self.total_steps)
         self.scaler = torch.amp.GradScaler("cuda", enabled=tc.precision == "fp16")
         self.monitor, self.monitor_mode = monitor_spec(recipe, self.objective)
+        known = self.objective.metric_names
+        if self.monitor not in known and not self.monitor.startswith("dice_class"):
+            raise ValueError(
+                f"train.monitor {self.monitor!r} is not a validation metric of a "
+                f"{self.data.task} run; available: {', '.join(known)}."
+            )
 
         # --- loop state (all of it goes into checkpoints)
         self.step = 0
@@ -301,6 +305,8 @@ class Trainer:
             "window_meter": self.window_meter.state_dict(),
             "grad_stats": self.grad_stats.state_dict(),
         }
+        if self.ema is not None:  # the EMA file holds the averaged weights; this, their count
+            state["ema_n_averaged"] = self.ema.n_averaged.detach().cpu().clone()
         if torch.cuda.is_available():
             state["rng_cuda"] = torch.cuda.get_rng_state_all()
         return state
@@ -330,9 +336,10 @@ class Trainer:
         if found is None:
             raise ckpt.CheckpointError(f"No valid checkpoint to resume from in {self.ckpt_dir}.")
         found.load_model(self.model)
+        state = found.load_state()
         if self.ema is not None:
             found.load_model(self.ema.module, "ema.safetensors")
-        state = found.load_state()
+            self.ema.n_averaged.copy_(state["ema_n_averaged"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.scaler.load_state_dict(state["scaler"])
@@ -446,7 +453,21 @@ class Trainer:
                 signal.signal(s, h)
 
     def fit(self) -> dict[str, Any]:
-        """Trains to the end of the recipe (or early stopping) and returns the summary."""
+        """Trains to the end of the recipe (or early stopping) and returns the summary.
+
+        With ``train.deterministic`` PyTorch's deterministic algorithms are switched on for the
+        duration of the call and the previous setting is restored afterwards.
+        """
+        previous = torch.are_deterministic_algorithms_enabled()
+        previous_warn = torch.is_deterministic_algorithms_warn_only_enabled()
+        if self.recipe.train.deterministic:
+            torch.use_deterministic_algorithms(True, warn_only=True)
+        try:
+            return self._fit()
+        finally:
+            torch.use_deterministic_algorithms(previous, warn_only=previous_warn)
+
+    def _fit(self) -> dict[str, Any]:
         from rich.progress import (
             BarColumn,
             MofNCompleteColumn,
