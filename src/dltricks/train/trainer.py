@@ -516,6 +516,8 @@ class Trainer:
                     steps_this_call += 1
                     for cb in self.callbacks:
                         cb.on_step_end(self)
+                    if self.progress:
+                        progress.update(task, completed=self.step)
                     if self.step % tc.log_every_steps == 0 or self.step == self.total_steps:
                         rate = n_window / max(time.perf_counter() - t_window, 1e-9)
                         rec = self._log_train(lr, rate)
