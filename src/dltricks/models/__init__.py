@@ -7,7 +7,7 @@ registered with metadata ``task`` ("classification" | "segmentation" | "sequence
 build and run every model.
 """
 
-from dltricks.models import cnn, mlp, rnn, seg  # noqa: F401  (registers the models)
+from dltricks.models import cnn, mamba, mlp, rnn, seg  # noqa: F401  (registers the models)
 from dltricks.models.registry import create_model, list_models, register_model
 
 __all__ = ["create_model", "list_models", "register_model"]
