@@ -5,7 +5,7 @@ z gate, as in a Mamba block), forward alone and forward + backward, at growing l
 timing is the best of ``--repeats`` after a warm-up call (which also compiles the kernel).
 
 Usage:
-    python benchmarks/selective_scan.py [--lengths 256 1024 2048] [--repeats 2]
+    python benchmarks/selective_scan.py [--lengths 256 1024 4096] [--repeats 2]
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ def best_time(fn, repeats: int) -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--lengths", type=int, nargs="+", default=[256, 1024, 2048])
+    ap.add_argument("--lengths", type=int, nargs="+", default=[256, 1024, 4096])
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     args = ap.parse_args()

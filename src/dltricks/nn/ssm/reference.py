@@ -109,16 +109,19 @@ def selective_scan_ref(
     u32, A32 = u.to(work), A.to(work)
     dt = prepare_delta(delta.to(work), None if delta_bias is None else delta_bias.to(work),
                        delta_softplus)
-    batch, dim, length = u.shape
+    batch, dim, _ = u.shape
     groups = Bg.shape[1]
     Bd = Bg.to(work).repeat_interleave(dim // groups, dim=1)  # (B, D, N, L)
     Cd = Cg.to(work).repeat_interleave(dim // groups, dim=1)
     x = u32.new_zeros(batch, dim, A.shape[1])  # (B, D, N)
     ys = []
-    for t in range(length):
-        dt_t = dt[:, :, t, None]  # (B, D, 1)
-        x = torch.exp(dt_t * A32) * x + dt_t * Bd[..., t] * u32[:, :, t, None]
-        ys.append((x * Cd[..., t]).sum(-1))  # (B, D)
+    # unbind once: indexing [..., t] inside the loop would make autograd allocate a full-size
+    # gradient per step (quadratic in L); unbind's backward stacks the pieces once
+    steps = zip(dt.unbind(-1), u32.unbind(-1), Bd.unbind(-1), Cd.unbind(-1), strict=True)
+    for dt_t, u_t, b_t, c_t in steps:  # (B, D), (B, D), (B, D, N), (B, D, N)
+        dt_t = dt_t[..., None]
+        x = torch.exp(dt_t * A32) * x + dt_t * b_t * u_t[..., None]
+        ys.append((x * c_t).sum(-1))  # (B, D)
     y = torch.stack(ys, dim=-1)  # (B, D, L)
     out = finish_output(y, u32, None if D is None else D.to(work),
                         None if z is None else z.to(work)).to(dtype)
