@@ -130,3 +130,33 @@ def test_backend_errors():
         selective_scan(**ins, backend="cuda")
     with pytest.raises(ValueError, match="chunk"):
         selective_scan(**ins, chunk=0)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_tensors_match_the_cpu_kernel():
+    """On a GPU, "auto" uses mamba-ssm when installed, else the reference on the device; either
+    way the result equals the CPU kernel's."""
+    ins = make_inputs(length=64)
+    out, last = run(selective_scan, ins, backend="cpu")
+    cuda_ins = {k: v.detach().cuda().requires_grad_() for k, v in ins.items()}
+    out_cuda, last_cuda = run(selective_scan, cuda_ins)
+    torch.testing.assert_close(out_cuda.cpu(), out, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(last_cuda.float().cpu(), last, rtol=1e-4, atol=1e-4)
+    g = torch.randn_like(out)
+    for a, b in zip(torch.autograd.grad(out_cuda, list(cuda_ins.values()), g.cuda()),
+                    torch.autograd.grad(out, list(ins.values()), g), strict=True):
+        torch.testing.assert_close(a.cpu(), b, rtol=1e-3, atol=1e-3)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_mamba_lm_on_cuda_step_equals_forward():
+    from dltricks.models.mamba import MambaLM
+
+    torch.manual_seed(0)
+    lm = MambaLM(vocab_size=13, dim=16, n_layers=2, d_state=4).cuda().eval()
+    tokens = torch.randint(0, 13, (2, 10), device="cuda")
+    states = lm.init_state(2)
+    steps = torch.stack([lm.step(tokens[:, t], states) for t in range(10)], dim=1)
+    torch.testing.assert_close(steps, lm(tokens), rtol=1e-4, atol=1e-4)
