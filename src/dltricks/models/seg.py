@@ -97,22 +97,10 @@ class SegFCN(nn.Module):
         return self.head(x)  # (B, K, *spatial)
 
 
-@register_model(
+register_model(
+    "seg_fcn",
     task="segmentation",
     description="Tiny encoder-decoder FCN segmenter (2-D/3-D) with an optional skip.",
     example=dict(kwargs=dict(in_channels=1, num_classes=3), input=(2, 1, 9, 7), dtype="float",
                  output=(2, 3, 9, 7)),
-)
-def seg_fcn(
-    in_channels: int,
-    num_classes: int,
-    spatial_dims: int = 2,
-    channels: Sequence[int] = (16, 32),
-    skip: bool = True,
-    kernel_size: int = 3,
-    norm: NormSpec = "batch",
-    act: ActSpec = "relu",
-) -> SegFCN:
-    """``SegFCN``: logits of the input's spatial size."""
-    return SegFCN(in_channels=in_channels, num_classes=num_classes, spatial_dims=spatial_dims,
-                  channels=channels, skip=skip, kernel_size=kernel_size, norm=norm, act=act)
+)(SegFCN)
