@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 import dltricks
-from dltricks.cli import data, recipes, train
+from dltricks.cli import data, lab, recipes, train
 
 app = typer.Typer(
     name="dltricks",
@@ -38,6 +38,7 @@ app.command("recipes")(recipes.recipes)
 app.command("datasets")(data.datasets)
 app.add_typer(data.data_app, name="data")
 app.add_typer(recipes.schedule_app, name="schedule")
+app.add_typer(lab.lab_app, name="lab")
 
 
 def main() -> None:

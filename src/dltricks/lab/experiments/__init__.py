@@ -1,0 +1,9 @@
+"""Built-in experiments; importing this package registers them in ``EXPERIMENTS``.
+
+One module per group of tips. To add a group, write a module that calls
+:func:`~dltricks.lab.experiment.register_experiment` and import it here.
+"""
+
+from dltricks.lab.experiments import training
+
+__all__ = ["training"]
