@@ -7,7 +7,14 @@ registered with metadata ``task`` ("classification" | "segmentation" | "sequence
 build and run every model.
 """
 
-from dltricks.models import cnn, mamba, mlp, rnn, seg  # noqa: F401  (registers the models)
+from dltricks.models import (  # noqa: F401  (registers the models)
+    cnn,
+    mamba,
+    mlp,
+    rnn,
+    seg,
+    transformer,
+)
 from dltricks.models.registry import create_model, list_models, register_model
 
 __all__ = ["create_model", "list_models", "register_model"]
