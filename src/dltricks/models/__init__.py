@@ -9,11 +9,14 @@ build and run every model.
 
 from dltricks.models import (  # noqa: F401  (registers the models)
     cnn,
+    deepmedic,
     mamba,
     mlp,
+    reference,
     rnn,
     seg,
     transformer,
+    unet,
 )
 from dltricks.models.registry import create_model, list_models, register_model
 

@@ -7,6 +7,20 @@ from dltricks.nn.attention import (
     reference_attention,
     sdpa_attention,
 )
+from dltricks.nn.cnn_attention import (
+    CBAM,
+    ChannelAttention,
+    SpatialAttention,
+    SqueezeExcitation,
+    get_cnn_attention,
+)
+from dltricks.nn.conv_blocks import (
+    ConvStack,
+    DepthwiseSeparableConv,
+    DilatedConv,
+    Downsample,
+    stack_depth_for_kernel,
+)
 from dltricks.nn.drop import DropPath, drop_path
 from dltricks.nn.efficient_attention import (
     AxialSelfAttention,
@@ -26,12 +40,21 @@ from dltricks.nn.factory import (
     get_pool,
     same_padding,
 )
+from dltricks.nn.multiscale import DualPathway
+from dltricks.nn.pool import ASPP, SpatialPyramidPooling
 from dltricks.nn.position import (
     POSITIONS,
     LearnedPositionalEmbedding,
     RotaryEmbedding,
     SinusoidalPositionalEncoding,
     get_position,
+)
+from dltricks.nn.residual import (
+    BasicBlock,
+    Bottleneck,
+    InvertedResidual,
+    PreActBlock,
+    PreActBottleneck,
 )
 from dltricks.nn.transformer import (
     ATTENTIONS,
@@ -44,28 +67,45 @@ from dltricks.nn.transformer import (
 
 __all__ = [
     "ACTS",
+    "ASPP",
     "ATTENTIONS",
+    "CBAM",
     "NORMS",
     "POSITIONS",
     "AxialSelfAttention",
+    "BasicBlock",
+    "Bottleneck",
+    "ChannelAttention",
     "ConvNormAct",
+    "ConvStack",
+    "DepthwiseSeparableConv",
+    "DilatedConv",
+    "Downsample",
     "DropPath",
+    "DualPathway",
     "FeedForward",
+    "InvertedResidual",
     "KVCache",
     "LearnedPositionalEmbedding",
     "LinformerSelfAttention",
     "LocalSelfAttention",
     "LongformerSelfAttention",
     "MultiHeadSelfAttention",
+    "PreActBlock",
+    "PreActBottleneck",
     "RotaryEmbedding",
     "SelfAttentionBase",
     "SinusoidalPositionalEncoding",
+    "SpatialAttention",
+    "SpatialPyramidPooling",
+    "SqueezeExcitation",
     "TransformerBlock",
     "TransformerEncoder",
     "default_num_groups",
     "drop_path",
     "get_act",
     "get_attention",
+    "get_cnn_attention",
     "get_conv",
     "get_dropout",
     "get_norm",
@@ -75,4 +115,5 @@ __all__ = [
     "reference_attention",
     "same_padding",
     "sdpa_attention",
+    "stack_depth_for_kernel",
 ]
