@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml constraints.txt
 setup: $(STAMP)
 
 lab: $(STAMP)
-	$(BIN)/dltricks train digits_cnn --out runs
+	$(BIN)/dltricks lab run --profile quick --out runs/lab
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

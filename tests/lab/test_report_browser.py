@@ -29,7 +29,9 @@ def test_report_in_headless_chromium(tmp_path):
     page = tmp_path / "probe.html"
     page.write_text((tmp_path / "report.html").read_text().replace("</body>", _PROBE))
     dom = subprocess.run(
-        [str(CHROMIUM), "--headless", "--no-sandbox", "--disable-gpu",
+        [str(CHROMIUM), "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+         "--no-first-run", "--disable-background-networking", "--disable-component-update",
+         "--disable-sync", f"--user-data-dir={tmp_path / 'profile'}",
          "--virtual-time-budget=5000", "--dump-dom", page.as_uri()],
         capture_output=True, text=True, timeout=120,
     ).stdout
