@@ -26,9 +26,8 @@ def total_norm(grads: list[Tensor]) -> Tensor:
     """Total L2 norm of ``grads`` as a 0-d tensor (no host sync).
 
     One fused ``_foreach_norm`` when all gradients share a device and dtype;
-    ``torch.nn.utils.get_total_norm`` first groups tensors by device and dtype, which for a
-    small model costs as much as the norms themselves (measured: 45 µs vs 23 µs per call on
-    a 10-tensor CNN, CPU).
+    ``torch.nn.utils.get_total_norm`` first groups tensors by device and dtype, a per-step
+    Python cost that is noticeable next to the norms of a small model.
     """
     if not grads:
         return torch.zeros(())

@@ -211,8 +211,7 @@ class Trainer:
                 f"training samples of {self.data.name!r}."
             )
         self.objective = make_objective(self.data.task, tc.label_smoothing, tc.dice_weight)
-        kwargs = model_kwargs_for(recipe.model.name, self.data, recipe.model.kwargs)
-        self.model: nn.Module = create_model(recipe.model.name, **kwargs).to(self.device)
+        self.model: nn.Module = self.build_model()
         self.ddp_model: nn.Module = self.model
         if self.dist.enabled:
             ids = [self.device.index] if self.device.type == "cuda" else None
@@ -263,6 +262,12 @@ class Trainer:
             self._restore()
 
     # ------------------------------------------------------------------ setup helpers
+
+    def build_model(self) -> nn.Module:
+        """A fresh model of the recipe, sized from the data, on the trainer's device."""
+        name = self.recipe.model.name
+        kwargs = model_kwargs_for(name, self.data, self.recipe.model.kwargs)
+        return create_model(name, **kwargs).to(self.device)
 
     def _build_augment(self) -> Callable[[Tensor, Tensor], tuple[Tensor, Tensor]] | None:
         cfg = self.recipe.data.augment
@@ -622,8 +627,7 @@ class Trainer:
         best = last
         if self.best_step is not None and self.best_step != self.step:
             found = ckpt.verify(self.ckpt_dir / ckpt.checkpoint_name(self.best_step))
-            model = create_model(self.recipe.model.name, **model_kwargs_for(
-                self.recipe.model.name, self.data, self.recipe.model.kwargs)).to(self.device)
+            model = self.build_model()
             found.load_model(model, "ema.safetensors" if self.ema is not None else
                              "model.safetensors")
             best = self.evaluate("test", model)

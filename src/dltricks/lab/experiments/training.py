@@ -41,10 +41,10 @@ def digits_cnn(lr: float = 0.05, norm: str = "batch", **data: Any) -> dict[str, 
 
 
 def digits_mlp(depth: int = 2, width: int = 128, optimizer: dict[str, Any] | None = None,
-               **data: Any) -> dict[str, Any]:
+               act: str = "relu", **data: Any) -> dict[str, Any]:
     """An MLP on flattened digits."""
     return {
-        "model": {"name": "mlp", "kwargs": {"depth": depth, "width": width}},
+        "model": {"name": "mlp", "kwargs": {"depth": depth, "width": width, "act": act}},
         "data": {"name": "digits", "batch_size": 64, "kwargs": dict(data)},
         "optimizer": optimizer or {"name": "adam", "lr": 1e-3},
     }
@@ -188,9 +188,8 @@ register_experiment(Experiment(
           "stops a run and counts as diverged. (With ReLU or tanh the same depth and learning "
           "rate do not overflow: the units die or saturate and the loss stalls at chance "
           "instead, with or without clipping.)",
-    base={**digits_mlp(depth=8, width=128,
+    base={**digits_mlp(depth=8, width=128, act="identity",
                        optimizer={"name": "sgd", "lr": 0.3, "momentum": 0.9}),
-          "model": {"name": "mlp", "kwargs": {"depth": 8, "width": 128, "act": "identity"}},
           "train": {"nonfinite": "error"}},
     arms=(Arm("none", {}, "no clipping"),
           Arm("clip", {"train": {"clip": {"mode": "norm", "max": 1.0}}}, "clip norm 1.0")),
