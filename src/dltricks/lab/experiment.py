@@ -46,6 +46,10 @@ METRICS: dict[str, str] = {
     "skipped_steps": "optimizer steps skipped for NaN/Inf gradients",
     "grad_first_last_log10": "log10(grad norm of the first layer / grad norm of the last "
                              "hidden layer), mean over training; very negative = vanishing",
+    "test_<name>": "any other metric the trainer reports on the test split, e.g. test_dice "
+                   "(segmentation), test_token_accuracy (sequence tasks)",
+    "params, macs, latency_ms": "with evaluators=('cost',): parameters, MACs of one sample's "
+                                "forward, CPU latency of a 32-sample batch",
 }
 
 
@@ -73,6 +77,8 @@ DEFAULT_BUDGETS: dict[str, Budget] = {
     "quick": Budget(seeds=3, steps=300),
     "full": Budget(seeds=8, steps=1500),
 }
+
+PLOT_KINDS: tuple[str, ...] = ("curves", "bars", "by", "reliability", "grad_by_depth")
 
 Overrides = Mapping[str, Any] | Callable[[int], Mapping[str, Any]]
 
@@ -141,8 +147,12 @@ class Experiment:
         budgets: per-profile budgets (defaults: :data:`DEFAULT_BUDGETS`).
         probes: extra measurements: ``"reliability"`` (reliability diagram on the test split),
             ``"grad_by_depth"`` (per-layer gradient norms of Linear/Conv weights).
-        plots: panels of the report figure: ``"curves"``, ``"bars"``, ``"reliability"``,
-            ``"grad_by_depth"``.
+        plots: panels of the report figure: ``"curves"``, ``"bars"`` (the first primary
+            claim's metric), ``"bars:<metric>"``, ``"by:<prefix>"`` (mean and 95% CI per arm of
+            the metrics named ``<prefix><number>`` against that number, e.g. ``by:acc_len`` for
+            ``acc_len64``, ``acc_len128``, ...), ``"reliability"``, ``"grad_by_depth"``.
+        evaluators: names in :data:`dltricks.lab.evaluators.EVALUATORS` run on the trained
+            model; their numbers become metrics (e.g. ``"cost"``: params, MACs, latency).
         divergence_ok: a NaN/Inf during training is an outcome (counted in ``diverged``), not
             a crash.
         user_data: the experiment makes sense on a user's classification dataset: ``"any"``
@@ -161,6 +171,7 @@ class Experiment:
     budgets: Mapping[str, Budget] = field(default_factory=lambda: dict(DEFAULT_BUDGETS))
     probes: tuple[str, ...] = ()
     plots: tuple[str, ...] = ("curves", "bars")
+    evaluators: tuple[str, ...] = ()
     divergence_ok: bool = False
     user_data: Literal["any", "image"] | None = None
     setup: str = ""
@@ -180,6 +191,17 @@ class Experiment:
         for p in self.probes:
             if p not in ("reliability", "grad_by_depth"):
                 raise ValueError(f"Experiment {self.id!r}: unknown probe {p!r}.")
+        for p in self.plots:
+            kind = p.split(":", 1)[0]
+            if kind not in PLOT_KINDS or (kind in ("by",) and ":" not in p):
+                raise ValueError(f"Experiment {self.id!r}: unknown plot {p!r}; use one of "
+                                 f"{PLOT_KINDS} ('by:<prefix>', 'bars:<metric>').")
+        from dltricks.lab.evaluators import EVALUATORS
+
+        unknown = [e for e in self.evaluators if e not in EVALUATORS]
+        if unknown:
+            raise ValueError(f"Experiment {self.id!r}: unknown evaluators {unknown}; "
+                             f"registered: {EVALUATORS.names()}.")
         missing = [p for p in PROFILES if p not in self.budgets]
         if missing:
             raise ValueError(f"Experiment {self.id!r} lacks budgets for {missing}.")
@@ -235,6 +257,7 @@ class Experiment:
             "recipes": {a.name: self.recipe(a, 0, profile, data) for a in self.arms},
             "claims": [c.__dict__ for c in self.claims],
             "probes": list(self.probes),
+            "evaluators": list(self.evaluators),
             "divergence_ok": self.divergence_ok,
         }
 

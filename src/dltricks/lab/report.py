@@ -64,6 +64,30 @@ def _mean_curve(series: list[list[list[Any]]], col: int = 1) -> tuple[np.ndarray
     return steps, np.array([np.mean(by_step[s]) for s in steps])
 
 
+def _bar_metric(panel: str, primary: Sequence[Mapping[str, Any]]) -> str:
+    if ":" in panel:
+        return panel.split(":", 1)[1]
+    return primary[0]["metric"] if primary else "test_accuracy"
+
+
+def _by_prefix(metrics: Mapping[str, Any], prefix: str
+               ) -> tuple[list[float], list[float], list[float]]:
+    """(x, mean, CI half-width) of the metrics named ``<prefix><x>``, sorted by x."""
+    points = []
+    for name, stats in metrics.items():
+        if not name.startswith(prefix):
+            continue
+        try:
+            x = float(name[len(prefix):])
+        except ValueError:
+            continue
+        m, half = mean_ci(stats.get("values", []))
+        if not math.isnan(m):
+            points.append((x, m, 0.0 if math.isnan(half) else half))
+    points.sort()
+    return [p[0] for p in points], [p[1] for p in points], [p[2] for p in points]
+
+
 def figure_png(result: Mapping[str, Any]) -> bytes | None:
     """The experiment's figure as PNG bytes (None when there is nothing to draw)."""
     import matplotlib
@@ -92,8 +116,13 @@ def figure_png(result: Mapping[str, Any]) -> bytes | None:
                 steps, mean = _mean_curve([u["curves"][key] for u in mine], col)
                 if len(steps):
                     ax.plot(steps, mean, color=color, label=arm["label"])
-            elif panel == "bars":
-                metric = primary[0]["metric"] if primary else "test_accuracy"
+            elif panel.startswith("by:"):
+                xs, means, halves = _by_prefix(arm["metrics"], panel[3:])
+                if xs:
+                    ax.errorbar(xs, means, yerr=halves, fmt="o-", color=color, capsize=3,
+                                label=arm["label"])
+            elif panel.split(":")[0] == "bars":
+                metric = _bar_metric(panel, primary)
                 vals = arm["metrics"].get(metric, {}).get("values", [])
                 m, half = mean_ci(vals)
                 if not math.isnan(m):
@@ -124,8 +153,14 @@ def figure_png(result: Mapping[str, Any]) -> bytes | None:
             ax.set(xlabel="step", ylabel="train loss (mean over seeds)", yscale="log")
         elif panel == "val_accuracy":
             ax.set(xlabel="step", ylabel="val accuracy (mean over seeds)")
-        elif panel == "bars":
-            metric = primary[0]["metric"] if primary else "test_accuracy"
+        elif panel.startswith("by:"):
+            prefix = panel[3:]
+            ax.set(xlabel=prefix.rstrip("_"), ylabel=f"{prefix}* (mean, 95% CI)")
+            xs = [x for a in arms.values() for x in _by_prefix(a["metrics"], prefix)[0]]
+            if xs and min(xs) > 0 and max(xs) > 20 * min(xs):  # lengths, sizes: log axis
+                ax.set_xscale("log", base=2)
+        elif panel.split(":")[0] == "bars":
+            metric = _bar_metric(panel, primary)
             ax.set_xticks(range(len(arms)), [a["label"] for a in arms.values()], rotation=30,
                           ha="right", fontsize=8)
             ax.set_ylabel(f"{metric} (mean, 95% CI)")
@@ -134,7 +169,7 @@ def figure_png(result: Mapping[str, Any]) -> bytes | None:
             ax.set(xlabel="confidence", ylabel="accuracy", title="reliability diagram")
         elif panel == "grad_by_depth":
             ax.set(xlabel="layer (input → output)", ylabel="mean grad norm")
-        if panel != "bars" and ax.get_legend_handles_labels()[0]:
+        if not panel.startswith("bars") and ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=7)
         ax.grid(alpha=0.3)
     fig.suptitle(result.get("title", result["id"]), fontsize=10)
@@ -152,7 +187,10 @@ def _arm_rows(result: Mapping[str, Any]) -> tuple[list[str], list[list[str]]]:
     analysis = result.get("analysis") or {}
     arms = analysis.get("arms") or {}
     claimed = [c["metric"] for c in analysis.get("comparisons", [])]
-    shown = list(dict.fromkeys([*claimed, "test_accuracy", "mean_train_loss"]))
+    plotted = [p.split(":", 1)[1] for p in result.get("plots", []) if p.startswith("bars:")]
+    present = {m for a in arms.values() for m in a["metrics"]}
+    shown = [m for m in dict.fromkeys([*claimed, *plotted, "test_accuracy", "mean_train_loss"])
+             if m in present or m in claimed]
     header = ["arm", "seeds ok", *shown, "time (s)"]
     rows = []
     for arm in arms.values():

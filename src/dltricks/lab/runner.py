@@ -174,9 +174,8 @@ def run_unit(exp: Experiment, arm: str, seed: int, profile: str, run_dir: Path,
     }
     if summary:
         test = summary["test_last"]
-        metrics.update({"test_accuracy": _finite_or_none(test.get("accuracy")),
-                        "test_loss": _finite_or_none(test.get("loss")),
-                        "test_ece": _finite_or_none(test.get("ece"))})
+        metrics.update({f"test_{k}": _finite_or_none(v) for k, v in test.items()})
+        metrics.setdefault("test_loss", None)
         diverged = diverged or summary["skipped_steps"] > 0 or metrics["test_loss"] is None
     metrics["diverged"] = 1.0 if diverged else 0.0
     probes: dict[str, Any] = {}
@@ -186,6 +185,12 @@ def run_unit(exp: Experiment, arm: str, seed: int, profile: str, run_dir: Path,
     if "reliability" in exp.probes and summary:
         test_split = trainer.data.test
         probes["reliability"] = reliability(trainer.model, test_split.x, test_split.y)
+    if exp.evaluators and summary:
+        from dltricks.lab.evaluators import run_evaluators
+
+        extra_metrics, extra_probes = run_evaluators(exp.evaluators, trainer)
+        metrics.update(extra_metrics)
+        probes.update(extra_probes)
     shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)  # keep the logs, not weights
     return {
         "arm": arm,
