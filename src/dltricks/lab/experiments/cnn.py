@@ -1,0 +1,1 @@
+"""Experiments on the guide's CNN, receptive-field, pooling, segmentation and skip tips."""

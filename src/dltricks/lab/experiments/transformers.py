@@ -1,0 +1,1 @@
+"""Experiments on the guide's Transformer tips."""
