@@ -45,6 +45,10 @@ class MambaBackbone(nn.Module):
         if n_layers < 1:
             raise ValueError(f"n_layers must be >= 1, got {n_layers}.")
         self.embeddings = nn.Embedding(vocab_size, dim) if vocab_size else None
+        if self.embeddings is not None:
+            # std 0.02 as in the authors' initialisation (initializer_range); PyTorch's N(0, 1)
+            # with a tied LM head gives initial logits of size ~dim and a loss near 70.
+            nn.init.normal_(self.embeddings.weight, std=0.02)
         self.layers = nn.ModuleList(MambaLayer(dim, eps, **block_kwargs) for _ in range(n_layers))
         self.norm_f = nn.RMSNorm(dim, eps=eps)
 
