@@ -1,6 +1,7 @@
 """Evaluators (metrics measured on the trained model) and the generic plot kinds."""
 
 import pytest
+import torch
 
 from dltricks.lab.evaluators import register_evaluator, run_evaluators, split_values
 from dltricks.lab.experiment import Arm, Budget, Claim, Experiment
@@ -78,3 +79,57 @@ def test_evaluator_metric_clash_and_unknown_name_are_errors():
         run_evaluators(("_test_x1", "_test_x2"), trainer=None)
     with pytest.raises(ValueError, match="Unknown evaluator"):
         run_evaluators(("missing",), trainer=None)
+
+
+class _InductionOracle(torch.nn.Module):
+    """Predicts, at every position, the token that followed the first trigger (token 0)."""
+
+    def __init__(self, vocab: int = 16) -> None:
+        super().__init__()
+        self.vocab = vocab
+        self.w = torch.nn.Parameter(torch.zeros(1))
+
+    def forward(self, x):
+        first = (x == 0).float().argmax(1)  # position of the first trigger
+        target = x.gather(1, (first + 1)[:, None])  # (B, 1)
+        return torch.nn.functional.one_hot(target.expand_as(x), self.vocab).float() + self.w
+
+
+class _Trainer:
+    def __init__(self, model, seq_len=16):
+        from dltricks.data import create_dataset
+        from dltricks.train.recipe import recipe_from_dict
+
+        self.model = model
+        self.recipe = recipe_from_dict({
+            "model": {"name": "mamba_lm"}, "seed": 3,
+            "data": {"name": "induction_heads", "kwargs": {"seq_len": seq_len}},
+            "train": {"steps": 1, "epochs": None}})
+        self.data = create_dataset("induction_heads", seq_len=seq_len, n_samples=30)
+
+
+def test_length_generalization_scores_an_oracle_one_and_a_constant_model_chance():
+    from dltricks.lab.evaluators import length_generalization
+
+    out = length_generalization(_Trainer(_InductionOracle()), (1, 2, 4), tokens_per_length=256)
+    assert out == {"acc_len16": 1.0, "acc_len32": 1.0, "acc_len64": 1.0}
+
+    class Constant(_InductionOracle):
+        def forward(self, x):
+            return torch.nn.functional.one_hot(torch.full_like(x, 5), self.vocab).float()
+
+    out = length_generalization(_Trainer(Constant()), (1, 4), tokens_per_length=16 * 600,
+                                max_samples=600)
+    # targets are uniform over the 15 ordinary tokens
+    assert all(abs(v - 1 / 15) < 0.05 for v in out.values())
+
+
+def test_length_generalization_reports_none_where_the_model_rejects_the_length():
+    from dltricks.lab.evaluators import length_generalization
+    from dltricks.models import create_model
+
+    lm = create_model("transformer_lm", vocab_size=16, dim=16, depth=1, position="learned",
+                      max_len=32)
+    out = length_generalization(_Trainer(lm), (1, 2, 4), tokens_per_length=64)
+    assert out["acc_len16"] is not None and out["acc_len32"] is not None
+    assert out["acc_len64"] is None

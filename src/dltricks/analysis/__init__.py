@@ -11,6 +11,7 @@ from dltricks.analysis.complexity import (
     layer_costs,
     measure_latency,
     measure_peak_memory,
+    peak_memory_of,
 )
 from dltricks.analysis.erf import effective_receptive_field, erf_extent
 from dltricks.analysis.receptive_field import FieldState, ReceptiveField, receptive_field
@@ -28,5 +29,6 @@ __all__ = [
     "layer_costs",
     "measure_latency",
     "measure_peak_memory",
+    "peak_memory_of",
     "receptive_field",
 ]

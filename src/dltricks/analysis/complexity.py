@@ -30,7 +30,7 @@ from __future__ import annotations
 import math
 import statistics
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -151,19 +151,16 @@ def measure_latency(model: nn.Module, input_shape: Sequence[int], repeats: int =
     return statistics.median(times) if statistic == "median" else min(times)
 
 
-def measure_peak_memory(model: nn.Module, input_shape: Sequence[int]) -> int:
-    """Peak extra CPU-allocator bytes of one inference forward (see the module docstring)."""
+def peak_memory_of(fn: Callable[[], Any]) -> int:
+    """Peak extra CPU-allocator bytes while ``fn()`` runs (see the module docstring).
+
+    Works for any work on CPU tensors, e.g. a forward and backward pass: allocations made before
+    the call (parameters, inputs) are not counted, and memory freed inside the call is.
+    """
     from torch.profiler import ProfilerActivity, profile
 
-    training = model.training
-    model.eval()
-    x = torch.randn(tuple(input_shape))
-    try:
-        with torch.inference_mode(), profile(activities=[ProfilerActivity.CPU],
-                                             profile_memory=True) as prof:
-            model(x)
-    finally:
-        model.train(training)
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        fn()
     items = []
     for e in prof.events():
         # "[memory]" events are frees/allocations outside an op; an op's own are its self usage
@@ -176,3 +173,19 @@ def measure_peak_memory(model: nn.Module, input_shape: Sequence[int]) -> int:
         current += usage
         peak = max(peak, current)
     return peak
+
+
+def measure_peak_memory(model: nn.Module, input_shape: Sequence[int]) -> int:
+    """Peak extra CPU-allocator bytes of one inference forward (see the module docstring)."""
+    training = model.training
+    model.eval()
+    x = torch.randn(tuple(input_shape))
+
+    def forward() -> None:
+        with torch.inference_mode():
+            model(x)
+
+    try:
+        return peak_memory_of(forward)
+    finally:
+        model.train(training)

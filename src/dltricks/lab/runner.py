@@ -188,7 +188,7 @@ def run_unit(exp: Experiment, arm: str, seed: int, profile: str, run_dir: Path,
     if exp.evaluators and summary:
         from dltricks.lab.evaluators import run_evaluators
 
-        extra_metrics, extra_probes = run_evaluators(exp.evaluators, trainer)
+        extra_metrics, extra_probes = run_evaluators(exp.evaluators, trainer, profile)
         metrics.update(extra_metrics)
         probes.update(extra_probes)
     shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)  # keep the logs, not weights
