@@ -101,6 +101,17 @@ def test_deepmedic_low_pathway_sees_downsampled_input():
         create_model("deepmedic", spatial_dims=1)
 
 
+def test_deepmedic_single_pathway_ablation():
+    kw = dict(in_channels=1, num_classes=2, spatial_dims=2, channels=[4, 4], fc_channels=[8])
+    dual = create_model("deepmedic", **kw)
+    single = create_model("deepmedic", low_pathway=False, **kw)
+    # one pathway fewer (two 3x3 convs + norm + PReLU), the fused 1x1 layer sees 4 channels
+    # instead of 8
+    pathway = (9 * 4 + 8 + 1) + (9 * 16 + 8 + 1)
+    assert n_params(dual) - n_params(single) == pathway + 4 * 8
+    assert single(torch.randn(2, 1, 10, 7)).shape == (2, 2, 10, 7)  # no divisibility needed
+
+
 def test_reference_bad_arguments():
     with pytest.raises(ValueError, match="width_mult"):
         create_model("mobilenet_v1", width_mult=0)

@@ -132,6 +132,61 @@ def test_cnn_spatial_dims_and_norm_types():
     assert any(isinstance(m, nn.Conv1d) for m in model.modules())
 
 
+def test_small_cnn_stem_lifts_channels_without_widening_the_field():
+    from dltricks.analysis.receptive_field import receptive_field
+
+    kw = dict(in_channels=1, num_classes=10, channels=[8], blocks_per_stage=2)
+    model = create_model("small_cnn", stem=1, **kw)
+    # stem 1x1 (8 weights + 16 norm), two 3x3 8->8 convs (2 * (576 + 16)), head 8 * 10 + 10
+    assert n_params(model) == 8 + 16 + 2 * (576 + 16) + 90
+    assert receptive_field(model, (1, 1, 8, 8)).size == (5.0, 5.0)
+    assert isinstance(create_model("small_cnn", **kw).stem, nn.Identity)
+    with pytest.raises(ValueError, match="stem"):
+        create_model("small_cnn", stem=2, **kw)
+
+
+def test_small_cnn_separable_blocks_keep_the_first_conv_full():
+    from dltricks.nn import DepthwiseSeparableConv
+
+    kw = dict(in_channels=1, num_classes=10, channels=[8, 16], blocks_per_stage=2)
+    model = create_model("small_cnn", separable=True, **kw)
+    seps = [m for m in model.modules() if isinstance(m, DepthwiseSeparableConv)]
+    assert len(seps) == 3  # four blocks, the first (on the 1-channel input) a full conv
+    first = model.stages[0][0]
+    assert first.conv.groups == 1 and first.conv.in_channels == 1
+    # depthwise 3x3 + norm, pointwise 1x1 + norm per separable block
+    sep = [(8, 8), (8, 16), (16, 16)]
+    expected = (9 * 8 + 16) + sum(9 * i + 2 * i + i * o + 2 * o for i, o in sep) + 16 * 10 + 10
+    assert n_params(model) == expected
+    assert model(torch.randn(2, 1, 8, 8)).shape == (2, 10)
+    with_stem = create_model("small_cnn", separable=True, stem=3, **kw)
+    assert sum(isinstance(m, DepthwiseSeparableConv) for m in with_stem.modules()) == 4
+    res = create_model("small_cnn", separable=True, residual=True, **kw)
+    assert sum(isinstance(m, DepthwiseSeparableConv) for m in res.modules()) == 3
+    with pytest.raises(ValueError, match="norm_order"):
+        create_model("small_cnn", separable=True, norm_order="act_norm", **kw)
+
+
+def test_small_cnn_head_pooling_options():
+    kw = dict(in_channels=1, num_classes=10, channels=[4, 8])
+    spp = create_model("small_cnn", pool="spp", spp_levels=[1, 2], **kw)
+    assert spp.num_features == 8 * (1 + 4) and spp.fixed_input_size is None
+    for size in (5, 8, 16):
+        assert spp(torch.randn(2, 1, size, size)).shape == (2, 10)
+    flat = create_model("small_cnn", pool="flatten", input_size=7, **kw)
+    assert flat.num_features == 8 * 4 * 4 and flat.fixed_input_size == 7  # 7 -> 4 (ceil)
+    assert flat(torch.randn(2, 1, 7, 7)).shape == (2, 10)
+    with pytest.raises(ValueError, match="inputs of size 7"):
+        flat(torch.randn(2, 1, 8, 8))
+    stride = create_model("small_cnn", pool="flatten", input_size=8, downsample="stride",
+                          channels=[4, 8, 16], in_channels=1, num_classes=10)
+    assert stride.num_features == 16 * 2 * 2
+    with pytest.raises(ValueError, match="input_size"):
+        create_model("small_cnn", pool="flatten", **kw)
+    with pytest.raises(ValueError, match="pool"):
+        create_model("small_cnn", pool="max", **kw)
+
+
 # --- seg_fcn ------------------------------------------------------------------------------------
 
 
@@ -165,6 +220,40 @@ def test_seg_fcn_skip_is_the_only_path_around_the_bottleneck(skip):
     with torch.no_grad():
         a, b = model(torch.randn(1, 1, 8, 8)), model(torch.randn(1, 1, 8, 8))
     assert torch.allclose(a, b) is not skip
+
+
+@pytest.mark.parametrize("downsample", ["maxpool", "stride", "dilation"])
+@pytest.mark.parametrize("size", [(9, 7), (16, 16), (5, 6, 7)])
+def test_seg_fcn_downsample_modes_keep_the_output_size(downsample, size):
+    model = create_model("seg_fcn", in_channels=1, num_classes=2, spatial_dims=len(size),
+                         channels=[4, 8, 16], downsample=downsample).eval()
+    feats = []
+    for enc in model.encoders:
+        enc.register_forward_hook(lambda m, i, out: feats.append(tuple(out.shape[2:])))
+    with torch.no_grad():
+        assert model(torch.randn(1, 1, *size)).shape == (1, 2, *size)
+    if downsample == "dilation":  # full resolution everywhere, dilation doubling per level
+        assert feats == [size] * 3
+        assert [enc[0].conv.dilation[0] for enc in model.encoders] == [1, 2, 4]
+        assert all(isinstance(u, nn.Conv2d | nn.Conv3d) and u.kernel_size[0] == 1
+                   for u in model.ups)
+    else:
+        assert feats[2] == tuple(-(-s // 4) for s in size)
+    if downsample == "stride":
+        assert [enc[0].conv.stride[0] for enc in model.encoders] == [1, 2, 2]
+
+
+def test_seg_fcn_receptive_fields_of_the_downsample_modes():
+    from dltricks.analysis.receptive_field import receptive_field
+
+    rf = {d: receptive_field(create_model("seg_fcn", in_channels=1, num_classes=2,
+                                          channels=[8, 16, 32], skip=False, downsample=d),
+                             (1, 1, 32, 32)).size[0]
+          for d in ("maxpool", "stride", "dilation")}
+    # dilation: 5 + 2 * 4 + 4 * 4 at level 0-2, then the 3x3 decoder convs: 29 + 2 + 2
+    assert rf == {"maxpool": 38.0, "stride": 29.0, "dilation": 33.0}
+    with pytest.raises(ValueError, match="downsample"):
+        create_model("seg_fcn", in_channels=1, num_classes=2, downsample="avgpool")
 
 
 # --- recurrent models ---------------------------------------------------------------------------

@@ -6,6 +6,7 @@ each (30, 30, 40, 40, 40, 40, 50, 50 channels, PReLU), the low one on the input 
 and upsampled back, concatenated, two fully connected layers of 150 (as 1x1x1 convs) and a
 classification layer. See ``dltricks.nn.multiscale.DualPathway`` for how this same-padded,
 single-input version differs from the original (valid convs, two input segments).
+``low_pathway=False`` keeps only the normal-resolution pathway: the single-scale ablation.
 
 Axis letters: B batch, C channels, K classes, *spatial the 2 or 3 spatial axes.
 """
@@ -18,7 +19,7 @@ from torch import Tensor, nn
 
 from dltricks.models.registry import register_model
 from dltricks.nn.factory import ActSpec, ConvNormAct, NormSpec, get_conv
-from dltricks.nn.multiscale import DualPathway
+from dltricks.nn.multiscale import DualPathway, conv_pathway
 
 
 class DeepMedic(nn.Module):
@@ -33,22 +34,30 @@ class DeepMedic(nn.Module):
         factor: downsampling factor of the low-resolution pathway.
         norm: normalisation spec.
         act: activation spec.
+        low_pathway: include the low-resolution pathway (False: a single normal-resolution
+            pathway of the same convs, then the same 1x1 layers).
 
     Shapes:
-        (B, in_channels, *spatial) → (B, K, *spatial) logits; sizes divisible by ``factor``.
+        (B, in_channels, *spatial) → (B, K, *spatial) logits; sizes divisible by ``factor``
+        (any size without the low pathway).
     """
 
     def __init__(self, in_channels: int = 1, num_classes: int = 2, spatial_dims: int = 3,
                  channels: Sequence[int] = (30, 30, 40, 40, 40, 40, 50, 50),
                  fc_channels: Sequence[int] = (150, 150), factor: int = 3,
-                 norm: NormSpec = "batch", act: ActSpec = "prelu") -> None:
+                 norm: NormSpec = "batch", act: ActSpec = "prelu",
+                 low_pathway: bool = True) -> None:
         super().__init__()
         if spatial_dims not in (2, 3):
             raise ValueError(f"DeepMedic supports spatial_dims 2 or 3, got {spatial_dims!r}.")
-        self.pathways = DualPathway(spatial_dims, in_channels, channels, factor, norm=norm,
-                                    act=act)
+        if low_pathway:
+            self.pathways: nn.Module = DualPathway(spatial_dims, in_channels, channels, factor,
+                                                   norm=norm, act=act)
+            width = self.pathways.out_channels
+        else:
+            self.pathways = conv_pathway(spatial_dims, in_channels, channels, 3, norm, act)
+            width = channels[-1]
         layers: list[nn.Module] = []
-        width = self.pathways.out_channels
         for c in fc_channels:
             layers.append(ConvNormAct(spatial_dims, width, c, 1, norm=norm, act=act))
             width = c

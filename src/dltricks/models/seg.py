@@ -6,12 +6,18 @@ skip connection by concatenation as in U-Net (Ronneberger et al. 2015). With the
 input's spatial size for any size, odd ones included (pooling rounds up, the upsampled map is
 cropped or padded to the skip's size). A small baseline; U-Net proper lives elsewhere.
 
+``downsample`` chooses how the encoder gains context: 2x max pooling (default), a stride-2 first
+conv per level, or no resolution loss at all with dilated convolutions (Yu & Koltun 2016,
+"Multi-Scale Context Aggregation by Dilated Convolutions"; Chen et al. 2017, DeepLab), whose
+dilation doubles per level so the receptive field grows about as it does with pooling.
+
 Axis letters: B batch, C channels, K classes, *spatial the 2 or 3 spatial axes.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -21,6 +27,7 @@ from dltricks.models.registry import register_model
 from dltricks.nn.factory import ActSpec, ConvNormAct, NormSpec, get_conv, get_pool
 
 
+@torch.fx.wrap
 def match_size(x: Tensor, size: Sequence[int]) -> Tensor:
     """Centre-pads with zeros or centre-crops the spatial axes of ``x`` (B, C, *spatial) to
     ``size``."""
@@ -32,8 +39,8 @@ def match_size(x: Tensor, size: Sequence[int]) -> Tensor:
 
 
 class SegFCN(nn.Module):
-    """Encoder (two convs per level, 2x max pool between levels) → decoder (transposed conv,
-    optional skip concatenation, one conv per level) → 1x1 conv to K logits.
+    """Encoder (two convs per level, 2x downsampling between levels) → decoder (transposed
+    conv, optional skip concatenation, one conv per level) → 1x1 conv to K logits.
 
     Args:
         in_channels: C of the input.
@@ -44,6 +51,9 @@ class SegFCN(nn.Module):
         kernel_size: conv kernel size (odd).
         norm: normalisation spec (see ``dltricks.nn.get_norm``).
         act: activation spec (see ``dltricks.nn.get_act``).
+        downsample: between encoder levels, ``"maxpool"`` (2x max pool), ``"stride"`` (the
+            level's first conv has stride 2) or ``"dilation"`` (no downsampling: the convs of
+            level i have dilation 2**i and the decoder's up-convolutions are 1x1 convs).
 
     Shapes:
         (B, in_channels, *spatial) → (B, K, *spatial) logits
@@ -59,8 +69,12 @@ class SegFCN(nn.Module):
         kernel_size: int = 3,
         norm: NormSpec = "batch",
         act: ActSpec = "relu",
+        downsample: Literal["maxpool", "stride", "dilation"] = "maxpool",
     ) -> None:
         super().__init__()
+        if downsample not in ("maxpool", "stride", "dilation"):
+            raise ValueError(f"downsample must be 'maxpool', 'stride' or 'dilation', got "
+                             f"{downsample!r}.")
         if spatial_dims not in (2, 3):
             raise ValueError(f"spatial_dims must be 2 or 3, got {spatial_dims!r}.")
         if len(channels) < 2 or any(c < 1 for c in channels):
@@ -69,19 +83,27 @@ class SegFCN(nn.Module):
             )
         self.skip = skip
 
-        def conv(cin: int, cout: int) -> ConvNormAct:
-            return ConvNormAct(spatial_dims, cin, cout, kernel_size, norm=norm, act=act)
+        def conv(cin: int, cout: int, stride: int = 1, dilation: int = 1) -> ConvNormAct:
+            return ConvNormAct(spatial_dims, cin, cout, kernel_size, stride=stride,
+                               dilation=dilation, norm=norm, act=act)
 
-        self.pool = get_pool("max", spatial_dims)(2, ceil_mode=True)
+        self.downsample = downsample
+        self.pool: nn.Module = (get_pool("max", spatial_dims)(2, ceil_mode=True)
+                                if downsample == "maxpool" else nn.Identity())
         self.encoders = nn.ModuleList()
         width = in_channels
-        for c in channels:
-            self.encoders.append(nn.Sequential(conv(width, c), conv(c, c)))
+        for i, c in enumerate(channels):
+            stride = 2 if downsample == "stride" and i > 0 else 1
+            d = 2**i if downsample == "dilation" else 1
+            self.encoders.append(nn.Sequential(conv(width, c, stride, d), conv(c, c, 1, d)))
             width = c
         self.ups = nn.ModuleList()
         self.decoders = nn.ModuleList()
         for c in reversed(channels[:-1]):
-            self.ups.append(get_conv(spatial_dims, transpose=True)(width, c, 2, stride=2))
+            if downsample == "dilation":  # nothing to upsample: a 1x1 conv changes the width
+                self.ups.append(get_conv(spatial_dims)(width, c, 1))
+            else:
+                self.ups.append(get_conv(spatial_dims, transpose=True)(width, c, 2, stride=2))
             self.decoders.append(conv(2 * c if skip else c, c))
             width = c
         self.head = get_conv(spatial_dims)(width, num_classes, 1)
