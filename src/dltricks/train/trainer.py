@@ -407,6 +407,17 @@ class Trainer:
             idx = batches[b, lo : lo + per_rank]  # this process's contiguous share
             yield train.x[idx], train.y[idx]
 
+    def _add_auxiliary_loss(self, loss: Tensor, target: Tensor) -> Tensor:
+        """Adds ``model.auxiliary_loss(target, loss_fn)`` where the model defines it: a loss on
+        outputs other than the returned logits (intermediate early-exit heads), kept by the
+        model during its training forward and scored with this objective's loss. The logged
+        ``loss`` stays the task loss of the returned logits."""
+        aux = getattr(self.model, "auxiliary_loss", None)
+        if aux is None:
+            return loss
+        extra = aux(target, self.objective.loss)
+        return loss if extra is None else loss + extra
+
     def _optimizer_step(self) -> None:
         tc = self.recipe.train
         if self.scaler.is_enabled():
@@ -510,6 +521,7 @@ class Trainer:
                         with self._autocast():
                             logits = self.ddp_model(x)
                         loss, stats = self.objective(logits.float(), y, detailed=False)
+                        loss = self._add_auxiliary_loss(loss, y)
                         self.scaler.scale(loss / accum if accum > 1 else loss).backward()
                     self._pending.append(stats)
                     self.micro_in_epoch += 1
