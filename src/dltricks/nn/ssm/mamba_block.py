@@ -50,6 +50,11 @@ class MambaBlock(nn.Module):
         scan_backend: passed to :func:`dltricks.nn.ssm.selective_scan`.
     """
 
+    #: children whose parameters :meth:`forward` reads directly (``dt_proj.weight`` / ``.bias``
+    #: go to the scan separately), so module-replacing or hook-based compression
+    #: (:mod:`dltricks.compress`) must leave them alone; dt_proj is R × E, a small share.
+    compress_skip = ("dt_proj",)
+
     def __init__(
         self,
         dim: int,
