@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 import dltricks
-from dltricks.cli import analyze, data, lab, recipes, train
+from dltricks.cli import analyze, compare, data, lab, recipes, train
 
 app = typer.Typer(
     name="dltricks",
@@ -37,6 +37,7 @@ app.command("lr-find")(train.lr_find_cmd)
 app.command("recipes")(recipes.recipes)
 app.command("datasets")(data.datasets)
 app.command("analyze")(analyze.analyze)
+app.command("compare")(compare.compare)
 app.add_typer(data.data_app, name="data")
 app.add_typer(recipes.schedule_app, name="schedule")
 app.add_typer(lab.lab_app, name="lab")

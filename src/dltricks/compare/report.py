@@ -1,0 +1,317 @@
+"""The comparison's report: report.html (self-contained), report.md + figures/, results.json.
+
+Figures are drawn from the stored sections only, so the report can be rebuilt without
+re-measuring (``dltricks compare --report-only``). The accuracy figures are the lab's own
+(:func:`dltricks.lab.report.figure_png`) drawn from the lab results kept under ``OUT/lab``.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+import math
+import platform
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+
+import dltricks
+from dltricks.compare.claims import evaluate_claims
+from dltricks.lab.report import _CSS, _fmt, _html_table, _md_table, _verdict_html, figure_png
+from dltricks.train.checkpoint import atomic_write_text
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _png(fig) -> bytes:
+    buf = io.BytesIO()
+    fig.tight_layout()
+    fig.savefig(buf, format="png", dpi=90)
+    _plt().close(fig)
+    return buf.getvalue()
+
+
+def _loglog(ax, xs, ys, label: str, exponent: float | None) -> None:
+    pts = [(x, y) for x, y in zip(xs, ys, strict=True) if y is not None and y > 0]
+    if pts:
+        lab = label + (f" (∝ L^{exponent:.2f})" if exponent is not None else "")
+        ax.loglog([p[0] for p in pts], [p[1] for p in pts], "o-", label=lab, base=2)
+
+
+def complexity_png(c: Mapping[str, Any]) -> bytes:
+    plt = _plt()
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
+    titles = {"fwd_ms": "forward (ms)", "fwd_bwd_ms": "forward + backward (ms)",
+              "peak_mib": "peak memory, fwd+bwd (MiB)"}
+    for ax, (key, title) in zip(axes, titles.items(), strict=True):
+        for f, r in c["families"].items():
+            _loglog(ax, r["lengths"], r[key], r["label"], c["exponents"][f][key])
+        for x in c.get("crossover", {}).values():
+            if x.get(key):
+                ax.axvline(x[key], color="gray", ls="--", lw=0.8)
+        ax.set(xlabel="sequence length L", title=title)
+        ax.grid(alpha=0.3, which="both")
+        ax.legend(fontsize=7)
+    return _png(fig)
+
+
+def inference_png(i: Mapping[str, Any]) -> bytes:
+    plt = _plt()
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.6))
+    for f, r in i["families"].items():
+        _loglog(axes[0], r["contexts"], r["token_ms"], r["label"],
+                i["exponents"][f]["token_ms"])
+        _loglog(axes[1], r["contexts"], [v * 1024 for v in r["state_mib"]], r["label"],
+                i["exponents"][f]["state_mib"])
+    axes[0].set(xlabel="context length", title="per-token generation latency (ms)")
+    axes[1].set(xlabel="context length", title="state / KV cache (KiB)")
+    for ax in axes:
+        ax.grid(alpha=0.3, which="both")
+        ax.legend(fontsize=7)
+    return _png(fig)
+
+
+def edge_png(e: Mapping[str, Any]) -> bytes:
+    plt = _plt()
+    fig, axes = plt.subplots(1, 3, figsize=(12, 3.4))
+    fams = list(e["families"])
+    for ax, (key, title, scale) in zip(axes, (("bytes", "size (KiB)", 1 / 1024),
+                                               ("token_ms", "per-token latency (ms)", 1),
+                                               ("forward_ms", f"forward, L={e['seq_len']} (ms)",
+                                                1)), strict=True):
+        for j, prec in enumerate(("fp32", "int8")):
+            vals = [e["families"][f][prec][key] * scale for f in fams]
+            ax.bar([k + 0.38 * j for k in range(len(fams))], vals, width=0.38, label=prec)
+        ax.set_xticks([k + 0.19 for k in range(len(fams))],
+                      [e["families"][f]["label"] for f in fams], fontsize=8)
+        ax.set_title(title)
+        ax.legend(fontsize=7)
+        ax.grid(alpha=0.3, axis="y")
+    return _png(fig)
+
+
+def _machine() -> dict[str, str]:
+    return {"dltricks": dltricks.__version__, "torch": torch.__version__,
+            "python": platform.python_version(), "platform": platform.platform(),
+            "processor": platform.processor() or platform.machine(),
+            "cpu_count": str(__import__("os").cpu_count()),
+            "torch_threads": str(torch.get_num_threads()),
+            "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none"}
+
+
+def _figures(out: Path, sections: Mapping[str, Any]) -> dict[str, bytes]:
+    figs: dict[str, bytes] = {}
+    for name, fn in (("complexity", complexity_png), ("inference", inference_png),
+                     ("edge", edge_png)):
+        s = sections.get(name) or {}
+        if s.get("status") == "ok":
+            figs[name] = fn(s["result"])
+    acc = sections.get("accuracy") or {}
+    for exp_id in (acc.get("result") or {}):
+        path = out / "lab" / "results" / f"{exp_id}.json"
+        if path.is_file():
+            png = figure_png(json.loads(path.read_text()))
+            if png:
+                figs[exp_id] = png
+    return figs
+
+
+def _complexity_rows(c: Mapping[str, Any]) -> tuple[list[str], list[list[str]]]:
+    fams = list(c["families"])
+    header = ["L"] + [f"{c['families'][f]['label']} {k}" for f in fams
+                      for k in ("fwd ms", "fwd+bwd ms", "MiB")]
+    rows = []
+    for L in c["lengths"]:
+        row = [str(L)]
+        for f in fams:
+            r = c["families"][f]
+            if L in r["lengths"]:
+                i = r["lengths"].index(L)
+                row += [f"{r['fwd_ms'][i]:.1f}", f"{r['fwd_bwd_ms'][i]:.1f}",
+                        f"{r['peak_mib'][i]:.1f}"]
+            else:
+                row += ["–"] * 3
+        rows.append(row)
+    return header, rows
+
+
+def _inference_rows(i: Mapping[str, Any]) -> tuple[list[str], list[list[str]]]:
+    fams = list(i["families"])
+    header = ["context"] + [f"{i['families'][f]['label']} {k}" for f in fams
+                            for k in ("ms/token", "state KiB")]
+    rows = []
+    for j, ctx in enumerate(i["contexts"]):
+        row = [str(ctx)]
+        for f in fams:
+            r = i["families"][f]
+            row += [f"{r['token_ms'][j]:.2f}", f"{r['state_mib'][j] * 1024:.0f}"]
+        rows.append(row)
+    return header, rows
+
+
+def _edge_rows(e: Mapping[str, Any]) -> tuple[list[str], list[list[str]]]:
+    header = ["family", "fp32 KiB", "int8 KiB", "fp32 ms/token", "int8 ms/token",
+              "fp32 fwd ms", "int8 fwd ms", "top-1 agreement"]
+    rows = [[r["label"], f"{r['fp32']['bytes'] / 1024:.0f}", f"{r['int8']['bytes'] / 1024:.0f}",
+             f"{r['fp32']['token_ms']:.2f}", f"{r['int8']['token_ms']:.2f}",
+             f"{r['fp32']['forward_ms']:.1f}", f"{r['int8']['forward_ms']:.1f}",
+             f"{r['top1_agreement']:.3f}"] for r in e["families"].values()]
+    return header, rows
+
+
+def _accuracy_rows(a: Mapping[str, Any]) -> tuple[list[str], list[list[str]]]:
+    header = ["experiment", "arm", "params", "metric", "mean", "seeds", "verdict"]
+    rows = []
+    for exp_id, r in a.items():
+        comps = [c for c in r["analysis"]["comparisons"] if c["primary"]]
+        metrics = list(dict.fromkeys(c["metric"] for c in comps))
+        for st in r["analysis"]["arms"].values():
+            for m in metrics:
+                s = st["metrics"].get(m, {})
+                p = st["metrics"].get("params", {}).get("mean")
+                rows.append([exp_id, st["label"], _fmt(p, 6), m, _fmt(s.get("mean")),
+                             str(s.get("n", 0)), r["analysis"]["verdict"]])
+    return header, rows
+
+
+TABLES = {"complexity": _complexity_rows, "inference": _inference_rows, "edge": _edge_rows,
+          "accuracy": _accuracy_rows}
+TITLES = {"complexity": "1. Complexity: cost against sequence length",
+          "inference": "2. Inference: generation against context length",
+          "accuracy": "3. Accuracy at matched parameters",
+          "edge": "5. Edge: int8 dynamic quantization"}
+
+
+def write_report(out: str | Path, sections: Mapping[str, Any], *, profile: str,
+                 device: str, wall_seconds: float | None = None) -> dict[str, Any]:
+    """Writes results.json, report.md (+ figures/) and report.html; returns the summary."""
+    out = Path(out)
+    claims = evaluate_claims(sections)
+    figs = _figures(out, sections)
+    (out / "figures").mkdir(parents=True, exist_ok=True)
+    for name, png in figs.items():
+        (out / "figures" / f"{name}.png").write_bytes(png)
+    summary = {"profile": profile, "device": device, "machine": _machine(),
+               "wall_seconds": wall_seconds,
+               "section_seconds": {k: v.get("seconds") for k, v in sections.items()},
+               "written": time.strftime("%Y-%m-%dT%H:%M:%S"), "claims": claims,
+               "sections": sections}
+    atomic_write_text(out / "results.json", json.dumps(summary, indent=1, default=str))
+    atomic_write_text(out / "report.md", _markdown(summary))
+    images = {k: base64.b64encode(v).decode() for k, v in figs.items()}
+    atomic_write_text(out / "report.html", _html(summary, images))
+    return summary
+
+
+def _header(summary: Mapping[str, Any]) -> list[str]:
+    m = summary["machine"]
+    wall = summary.get("wall_seconds")
+    return [f"Profile `{summary['profile']}` on `{summary['device']}`; {m['platform']}, "
+            f"{m['cpu_count']} CPUs visible, {m['torch_threads']} torch threads, torch "
+            f"{m['torch']}, CUDA: {m['cuda']}.",
+            f"Written {summary['written']}" + (f"; measured in {wall:.0f} s." if wall and
+                                               math.isfinite(wall) else "."),
+            f"Reproduce: `dltricks compare --profile {summary['profile']} --device "
+            f"{summary['device']}`."]
+
+
+def _claim_rows(claims: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
+    return (["aspect", "the guide says", "rule", "our measurement", "verdict", "see"],
+            [[c["aspect"], c["guide"], c["rule"], c["evidence"], c["verdict"], c["figure"]]
+             for c in claims])
+
+
+def _markdown(summary: Mapping[str, Any]) -> str:
+    lines = ["# Mamba vs Transformers, measured", "", *_header(summary), "",
+             "## The guide's table, measured", ""]
+    header, rows = _claim_rows(summary["claims"])
+    lines += [_md_table(header, rows), ""]
+    for name in ("complexity", "inference", "accuracy", "edge"):
+        s = summary["sections"].get(name)
+        if not s:
+            continue
+        lines += [f"## {TITLES[name]}", ""]
+        if s.get("status") != "ok":
+            lines += [f"Section failed: `{s.get('error')}`", ""]
+            continue
+        header, rows = TABLES[name](s["result"])
+        lines += [_md_table(header, rows), ""]
+        if name == "accuracy":
+            for exp_id, r in s["result"].items():
+                lines += [f"### {r['title']}", "", r["claim"], "", f"*Setup.* {r['setup']}", ""]
+                if r.get("notes"):
+                    lines += [f"*Notes.* {r['notes']}", ""]
+                lines += [f"![{exp_id}](figures/{exp_id}.png)", ""]
+        else:
+            lines += [f"![{name}](figures/{name}.png)", ""]
+    return "\n".join(lines)
+
+
+def _html(summary: Mapping[str, Any], images: Mapping[str, str]) -> str:
+    e = html.escape
+    parts = ["<!DOCTYPE html><html><head><meta charset='utf-8'>",
+             "<title>Mamba vs Transformers, measured</title>",
+             f"<style>{_CSS}</style></head><body><h1>Mamba vs Transformers, measured</h1>"]
+    parts += [f"<p>{e(line)}</p>" for line in _header(summary)]
+    header, rows = _claim_rows(summary["claims"])
+    parts += ["<h2>The guide's table, measured</h2>", _html_table(
+        header, [[e(x) for x in r[:4]] + [_verdict_html(r[4]), e(r[5])] for r in rows],
+        raw=True)]
+
+    def img(key: str) -> str:
+        return (f'<img alt="{e(key)}" src="data:image/png;base64,{images[key]}">'
+                if key in images else "")
+
+    for name in ("complexity", "inference", "accuracy", "edge"):
+        s = summary["sections"].get(name)
+        if not s:
+            continue
+        parts.append(f'<section class="tip" id="{name}"><h2>{e(TITLES[name])}</h2>')
+        if s.get("status") != "ok":
+            parts.append(f"<p>Section failed: <code>{e(str(s.get('error')))}</code></p>")
+        else:
+            header, rows = TABLES[name](s["result"])
+            parts.append(_html_table(header, rows))
+            if name == "accuracy":
+                for exp_id, r in s["result"].items():
+                    parts += [f"<h3>{e(r['title'])}</h3>", f"<p>{e(r['claim'])}</p>",
+                              f"<p><i>Setup.</i> {e(r['setup'])}</p>"]
+                    if r.get("notes"):
+                        parts.append(f"<p><i>Notes.</i> {e(r['notes'])}</p>")
+                    parts.append(img(exp_id))
+            else:
+                parts.append(img(name))
+        parts.append("</section>")
+    parts.append("</body></html>")
+    return "\n".join(parts)
+
+
+def rebuild_report(out: str | Path) -> dict[str, Any]:
+    """Rewrites the report from the stored sections of ``out`` (no measuring)."""
+    out = Path(out)
+    sections = {}
+    for path in sorted((out / "sections").glob("*.json")):
+        sections[path.stem] = json.loads(path.read_text())
+    if not sections:
+        raise FileNotFoundError(f"No stored sections under {out / 'sections'}; run "
+                                "`dltricks compare` first.")
+    old = {}
+    if (out / "results.json").is_file():
+        old = json.loads((out / "results.json").read_text())
+    return write_report(out, sections, profile=old.get("profile", "?"),
+                        device=old.get("device", "cpu"), wall_seconds=old.get("wall_seconds"))
+
+
+__all__ = ["rebuild_report", "write_report"]
