@@ -11,6 +11,12 @@ Families:
 * ``mamba`` — the published Mamba (``mamba_lm`` / ``mamba_classifier``).
 * ``transformer`` — pre-LN Transformer with rotary positions (RoPE, Su et al. 2021).
 * ``transformer_abs`` — the same with absolute sinusoidal positions (Vaswani et al. 2017).
+* ``hybrid`` — Mamba layers with an attention layer every second layer (Jamba's interleaving,
+  Lieber et al. 2024; no positional encoding, as in Jamba), its attention layers' FFN width
+  solved to the Mamba model's parameter count.
+* ``early_exit`` — the Mamba classifier with an exit head after every layer, leaving at the
+  first exit whose softmax confidence reaches 0.9 (BranchyNet, Teerapittayanon et al. 2016);
+  classifier only.
 """
 
 from __future__ import annotations
@@ -32,7 +38,10 @@ class Family:
         label: readable name.
         lm: model name and kwargs (without the data-derived ones) for token tasks, or None.
         classifier: the same for 1-D signal classification, or None.
-        matched: solve ``mlp_ratio`` to the Mamba model's parameter count.
+        matched: solve ``match_key`` (a feed-forward ratio) to the Mamba model's parameter
+            count.
+        match_key: the keyword that sets the feed-forward width.
+        timing: include in the latency and memory sections (token models only).
     """
 
     name: str
@@ -40,6 +49,8 @@ class Family:
     lm: tuple[str, dict[str, Any]] | None
     classifier: tuple[str, dict[str, Any]] | None
     matched: bool = False
+    match_key: str = "mlp_ratio"
+    timing: bool = True
 
 
 FAMILIES: dict[str, Family] = {
@@ -52,7 +63,14 @@ FAMILIES: dict[str, Family] = {
                               ("transformer_lm", {"position": "sinusoidal"}),
                               ("transformer_classifier", {"position": "sinusoidal",
                                                           "patch_size": 1, "pool": "mean"}),
-                              matched=True),
+                              matched=True, timing=False),
+    "hybrid": Family("hybrid", "Hybrid Mamba + attention",
+                     ("mamba_lm", {"attn_every": 2}),
+                     ("mamba_classifier", {"attn_every": 2}), matched=True,
+                     match_key="attn_mlp_ratio"),
+    "early_exit": Family("early_exit", "Mamba, early exit",
+                         None, ("mamba_classifier", {"exit_every": 1, "exit_threshold": 0.9}),
+                         timing=False),
 }
 
 
@@ -134,8 +152,9 @@ def model_spec(family: str | Family, kind: Kind, dim: int = 64, depth: int = 2, 
             FAMILIES["mamba"].classifier
         target = count_params(mamba_name, {**mamba_extra, **_size_kwargs(mamba_name, dim, depth),
                                            **data})
-        kwargs["mlp_ratio"] = _solve_ratio(
-            lambda r: count_params(name, {**kwargs, "mlp_ratio": r, **data}), target)
+        key = fam.match_key
+        kwargs[key] = _solve_ratio(
+            lambda r: count_params(name, {**kwargs, key: r, **data}), target)
     return {"name": name, "kwargs": kwargs}
 
 

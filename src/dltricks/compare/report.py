@@ -190,7 +190,7 @@ TABLES = {"complexity": _complexity_rows, "inference": _inference_rows, "edge": 
           "accuracy": _accuracy_rows}
 TITLES = {"complexity": "1. Complexity: cost against sequence length",
           "inference": "2. Inference: generation against context length",
-          "accuracy": "3. Accuracy at matched parameters",
+          "accuracy": "3-4. Accuracy at matched parameters; hybrid and dynamic depth",
           "edge": "5. Edge: int8 dynamic quantization"}
 
 

@@ -27,12 +27,13 @@ import torch
 from dltricks.lab.experiment import config_key
 from dltricks.train.checkpoint import atomic_write_text
 
-#: Families compared by default (the hybrid and early-exit variants join when registered).
-DEFAULT_FAMILIES: tuple[str, ...] = ("mamba", "transformer")
+#: Families compared by default.
+DEFAULT_FAMILIES: tuple[str, ...] = ("mamba", "transformer", "transformer_abs", "hybrid",
+                                     "early_exit")
 
-#: Accuracy experiments (lab ids) of the comparison, and the families each one uses.
+#: Accuracy experiments (lab ids) of the comparison; each runs its arms among the families.
 ACCURACY_EXPERIMENTS: tuple[str, ...] = ("mvt_selective_copying", "mvt_induction_heads",
-                                         "mvt_mqar", "mvt_mnist1d")
+                                         "mvt_mqar", "mvt_mnist1d", "mvt_early_exit")
 
 
 @dataclass(frozen=True)
@@ -139,7 +140,7 @@ def run_compare(families: Sequence[str] = DEFAULT_FAMILIES, profile: str = "quic
 
     t0 = time.perf_counter()
     sections: dict[str, Any] = {}
-    timing_fams = [f for f in fams if get_family(f).lm is not None]
+    timing_fams = [f for f in fams if get_family(f).lm is not None and get_family(f).timing]
     from dltricks.compare.complexity import run_complexity
     from dltricks.compare.inference import run_inference
 
@@ -156,8 +157,8 @@ def run_compare(families: Sequence[str] = DEFAULT_FAMILIES, profile: str = "quic
         timing_fams, prof.contexts, new_tokens=prof.new_tokens, device=device, progress=log),
         log)
     sections["accuracy"] = run_section(
-        out, "accuracy", {"experiments": list(ACCURACY_EXPERIMENTS), "families": fams,
-                          "lab_profile": prof.lab_profile},
+        out, "accuracy", {"experiments": _experiment_keys(ACCURACY_EXPERIMENTS, prof.lab_profile),
+                          "families": fams, "lab_profile": prof.lab_profile},
         lambda: run_accuracy(ACCURACY_EXPERIMENTS, fams, prof.lab_profile, out / "lab", log),
         log)
     from dltricks.compare.edge import run_edge
@@ -169,6 +170,13 @@ def run_compare(families: Sequence[str] = DEFAULT_FAMILIES, profile: str = "quic
                            wall_seconds=time.perf_counter() - t0)
     log(f"report: {out / 'report.html'}")
     return summary
+
+
+def _experiment_keys(experiment_ids: Sequence[str], lab_profile: str) -> dict[str, str]:
+    """Config keys of the accuracy experiments: a changed experiment invalidates the section."""
+    from dltricks.lab.experiment import get_experiment
+
+    return {e: config_key(get_experiment(e).config(lab_profile)) for e in experiment_ids}
 
 
 def run_accuracy(experiment_ids: Sequence[str], families: Sequence[str], lab_profile: str,
@@ -186,10 +194,11 @@ def run_accuracy(experiment_ids: Sequence[str], families: Sequence[str], lab_pro
         arms = tuple(a for a in exp.arms if a.name in families)
         claims = tuple(c for c in exp.claims
                        if c.treatment in families and c.baseline in families)
-        if len(arms) < 2 or not claims:
+        if len(arms) < 2 or not any(c.primary for c in claims):
             log(f"accuracy {exp_id}: skipped (needs two of its families)")
             continue
-        exp = dataclasses.replace(exp, arms=arms, claims=claims)
+        if arms != exp.arms:
+            exp = dataclasses.replace(exp, arms=arms, claims=claims)
         res = run_experiment(exp, lab_profile, lab_out, cache=cache,
                              on_unit=lambda d: log(f"accuracy {d}"))
         log(f"accuracy {exp_id}: {res['analysis']['verdict']}")
