@@ -59,3 +59,31 @@ def test_bad_arguments_are_clear_errors(tmp_path):
     assert res.exit_code == 2 and "No stored sections" in res.output
     res = CliRunner().invoke(app, ["compare", "--list"])
     assert res.exit_code == 0 and "transformer_abs" in res.output
+
+
+def test_sections_option_runs_only_those_and_keeps_stored_ones(tmp_path, tiny):
+    out = tmp_path / "cmp"
+    res = CliRunner().invoke(app, ["compare", "--profile", "smoke", "--out", str(out),
+                                   "--sections", "inference"])
+    assert res.exit_code == 0, res.output
+    assert [p.stem for p in (out / "sections").glob("*.json")] == ["inference"]
+    res = CliRunner().invoke(app, ["compare", "--profile", "smoke", "--out", str(out),
+                                   "--sections", "edge"])
+    summary = json.loads((out / "results.json").read_text())
+    assert set(summary["sections"]) == {"inference", "edge"}
+    res = CliRunner().invoke(app, ["compare", "--out", str(out), "--sections", "speed"])
+    assert res.exit_code == 2 and "Unknown section" in res.output
+
+
+@pytest.mark.gpu
+def test_cuda_timing_sections(tmp_path, tiny):
+    import torch
+
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA GPU")
+    res = CliRunner().invoke(app, ["compare", "--profile", "smoke", "--device", "cuda",
+                                   "--sections", "complexity,inference", "--out",
+                                   str(tmp_path)])
+    assert res.exit_code == 0, res.output
+    summary = json.loads((tmp_path / "results.json").read_text())
+    assert summary["sections"]["complexity"]["result"]["device"] == "cuda"

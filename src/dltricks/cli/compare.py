@@ -15,6 +15,8 @@ def compare(
     profile: str = typer.Option("quick", help="smoke | quick | full"),
     device: str = typer.Option("cpu", help="cpu | cuda (timings)"),
     out: Path = typer.Option(Path("runs/compare"), help="output folder (results reused)"),
+    sections: str | None = typer.Option(
+        None, help="comma-separated: complexity,inference,accuracy,edge (default: all)"),
     report_only: bool = typer.Option(False, "--report-only",
                                      help="rebuild the report from stored sections"),
     list_families: bool = typer.Option(False, "--list", help="list the model families"),
@@ -32,7 +34,9 @@ def compare(
         if report_only:
             summary = rebuild_report(out)
         else:
-            summary = run_compare(families or list(DEFAULT_FAMILIES), profile, out, device)
+            summary = run_compare(
+                families or list(DEFAULT_FAMILIES), profile, out, device,
+                sections=[s.strip() for s in sections.split(",")] if sections else None)
     for c in summary["claims"]:
         typer.echo(f"{c['verdict']:>20s}  {c['guide']}")
     typer.echo(f"Report: {Path(out) / 'report.html'}")

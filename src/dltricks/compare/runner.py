@@ -96,9 +96,13 @@ def run_section(out: Path, name: str, config: Mapping[str, Any],
     return record
 
 
+SECTIONS: tuple[str, ...] = ("complexity", "inference", "accuracy", "edge")
+
+
 def run_compare(families: Sequence[str] = DEFAULT_FAMILIES, profile: str = "quick",
                 out: str | Path = "runs/compare", device: str = "cpu",
-                progress: bool = True, console: Any = None) -> dict[str, Any]:
+                progress: bool = True, console: Any = None,
+                sections: Sequence[str] | None = None) -> dict[str, Any]:
     """Runs every section of the comparison and writes the report.
 
     Args:
@@ -109,6 +113,8 @@ def run_compare(families: Sequence[str] = DEFAULT_FAMILIES, profile: str = "quic
         device: ``cpu`` or ``cuda`` (timings; accuracy runs train on the CPU).
         progress: print a line per measurement.
         console: a rich console.
+        sections: run only these of :data:`SECTIONS` (stored ones of the others still go into
+            the report).
 
     Returns:
         The results.json dict.
@@ -129,6 +135,10 @@ def run_compare(families: Sequence[str] = DEFAULT_FAMILIES, profile: str = "quic
         get_family(f)
     if "mamba" not in fams or not any(f != "mamba" for f in fams):
         raise ValueError(f"Compare needs 'mamba' and at least one other family, got {fams}.")
+    wanted = list(sections) if sections else list(SECTIONS)
+    bad = [s for s in wanted if s not in SECTIONS]
+    if bad:
+        raise ValueError(f"Unknown section(s) {bad}; sections: {', '.join(SECTIONS)}.")
     prof = PROFILES[profile]
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -139,35 +149,44 @@ def run_compare(families: Sequence[str] = DEFAULT_FAMILIES, profile: str = "quic
             console.print(f"[dim]{time.strftime('%H:%M:%S')}[/dim] {msg}")
 
     t0 = time.perf_counter()
-    sections: dict[str, Any] = {}
+    done: dict[str, Any] = {}
     timing_fams = [f for f in fams if get_family(f).lm is not None and get_family(f).timing]
+    threads = torch.get_num_threads()
     from dltricks.compare.complexity import run_complexity
+    from dltricks.compare.edge import run_edge
     from dltricks.compare.inference import run_inference
 
-    cfg = {"families": timing_fams, "start": prof.start_len, "max_len": prof.max_len,
-           "point_budget_s": prof.point_budget_s, "repeats": prof.repeats, "device": device,
-           "threads": torch.get_num_threads()}
-    sections["complexity"] = run_section(out, "complexity", cfg, lambda: run_complexity(
-        timing_fams, start=prof.start_len, max_len=prof.max_len,
-        point_budget_s=prof.point_budget_s, repeats=prof.repeats, device=device,
-        progress=log), log)
-    cfg = {"families": timing_fams, "contexts": list(prof.contexts),
-           "new_tokens": prof.new_tokens, "device": device, "threads": torch.get_num_threads()}
-    sections["inference"] = run_section(out, "inference", cfg, lambda: run_inference(
-        timing_fams, prof.contexts, new_tokens=prof.new_tokens, device=device, progress=log),
-        log)
-    sections["accuracy"] = run_section(
-        out, "accuracy", {"experiments": _experiment_keys(ACCURACY_EXPERIMENTS, prof.lab_profile),
-                          "families": fams, "lab_profile": prof.lab_profile},
-        lambda: run_accuracy(ACCURACY_EXPERIMENTS, fams, prof.lab_profile, out / "lab", log),
-        log)
-    from dltricks.compare.edge import run_edge
-
-    cfg = {"families": timing_fams, "profile": profile, "threads": torch.get_num_threads()}
-    sections["edge"] = run_section(out, "edge", cfg, lambda: run_edge(
-        timing_fams, profile=profile, progress=log), log)
-    summary = write_report(out, sections, profile=profile, device=device,
-                           wall_seconds=time.perf_counter() - t0)
+    plan: dict[str, tuple[dict[str, Any], Callable[[], dict[str, Any]]]] = {
+        "complexity": (
+            {"families": timing_fams, "start": prof.start_len, "max_len": prof.max_len,
+             "point_budget_s": prof.point_budget_s, "repeats": prof.repeats, "device": device,
+             "threads": threads},
+            lambda: run_complexity(timing_fams, start=prof.start_len, max_len=prof.max_len,
+                                   point_budget_s=prof.point_budget_s, repeats=prof.repeats,
+                                   device=device, progress=log)),
+        "inference": (
+            {"families": timing_fams, "contexts": list(prof.contexts),
+             "new_tokens": prof.new_tokens, "device": device, "threads": threads},
+            lambda: run_inference(timing_fams, prof.contexts, new_tokens=prof.new_tokens,
+                                  device=device, progress=log)),
+        "accuracy": (
+            {"experiments": _experiment_keys(ACCURACY_EXPERIMENTS, prof.lab_profile),
+             "families": fams, "lab_profile": prof.lab_profile},
+            lambda: run_accuracy(ACCURACY_EXPERIMENTS, fams, prof.lab_profile, out / "lab",
+                                 log)),
+        "edge": (
+            {"families": timing_fams, "profile": profile, "threads": threads},
+            lambda: run_edge(timing_fams, profile=profile, progress=log)),
+    }
+    for name in wanted:
+        config, fn = plan[name]
+        done[name] = run_section(out, name, config, fn, log)
+    for name in SECTIONS:  # earlier results of sections not run now still belong in the report
+        stored = _load(out / "sections" / f"{name}.json")
+        if name not in done and stored is not None:
+            done[name] = stored
+    summary = write_report(out, {k: done[k] for k in SECTIONS if k in done}, profile=profile,
+                           device=device, wall_seconds=time.perf_counter() - t0)
     log(f"report: {out / 'report.html'}")
     return summary
 
@@ -217,5 +236,5 @@ def _unit_metrics(result: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-__all__ = ["ACCURACY_EXPERIMENTS", "DEFAULT_FAMILIES", "PROFILES", "CompareProfile",
+__all__ = ["ACCURACY_EXPERIMENTS", "DEFAULT_FAMILIES", "PROFILES", "SECTIONS", "CompareProfile",
            "run_accuracy", "run_compare", "run_section"]
