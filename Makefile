@@ -19,6 +19,7 @@ setup: $(STAMP)
 
 lab: $(STAMP)
 	$(BIN)/dltricks lab run --profile quick --out runs/lab
+	$(BIN)/dltricks compare --profile quick --lab-out runs/lab --out runs/compare
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

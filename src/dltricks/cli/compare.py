@@ -17,6 +17,9 @@ def compare(
     out: Path = typer.Option(Path("runs/compare"), help="output folder (results reused)"),
     sections: str | None = typer.Option(
         None, help="comma-separated: complexity,inference,accuracy,edge (default: all)"),
+    lab_out: Path | None = typer.Option(
+        None, help="lab folder for the accuracy runs (default OUT/lab); a `dltricks lab run` "
+                   "folder of the same profile is reused"),
     report_only: bool = typer.Option(False, "--report-only",
                                      help="rebuild the report from stored sections"),
     list_families: bool = typer.Option(False, "--list", help="list the model families"),
@@ -36,7 +39,8 @@ def compare(
         else:
             summary = run_compare(
                 families or list(DEFAULT_FAMILIES), profile, out, device,
-                sections=[s.strip() for s in sections.split(",")] if sections else None)
+                sections=[s.strip() for s in sections.split(",")] if sections else None,
+                lab_out=lab_out)
     for c in summary["claims"]:
         typer.echo(f"{c['verdict']:>20s}  {c['guide']}")
     typer.echo(f"Report: {Path(out) / 'report.html'}")

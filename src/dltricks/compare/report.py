@@ -111,7 +111,7 @@ def _machine() -> dict[str, str]:
             "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none"}
 
 
-def _figures(out: Path, sections: Mapping[str, Any]) -> dict[str, bytes]:
+def _figures(out: Path, sections: Mapping[str, Any], lab_out: Path) -> dict[str, bytes]:
     figs: dict[str, bytes] = {}
     for name, fn in (("complexity", complexity_png), ("inference", inference_png),
                      ("edge", edge_png)):
@@ -120,7 +120,7 @@ def _figures(out: Path, sections: Mapping[str, Any]) -> dict[str, bytes]:
             figs[name] = fn(s["result"])
     acc = sections.get("accuracy") or {}
     for exp_id in (acc.get("result") or {}):
-        path = out / "lab" / "results" / f"{exp_id}.json"
+        path = lab_out / "results" / f"{exp_id}.json"
         if path.is_file():
             png = figure_png(json.loads(path.read_text()))
             if png:
@@ -195,16 +195,21 @@ TITLES = {"complexity": "1. Complexity: cost against sequence length",
 
 
 def write_report(out: str | Path, sections: Mapping[str, Any], *, profile: str,
-                 device: str, wall_seconds: float | None = None) -> dict[str, Any]:
-    """Writes results.json, report.md (+ figures/) and report.html; returns the summary."""
+                 device: str, wall_seconds: float | None = None,
+                 lab_out: str | Path | None = None) -> dict[str, Any]:
+    """Writes results.json, report.md (+ figures/) and report.html; returns the summary.
+
+    ``lab_out`` is the lab folder holding the accuracy experiments (default ``OUT/lab``).
+    """
     out = Path(out)
+    lab_out = Path(lab_out) if lab_out is not None else out / "lab"
     claims = evaluate_claims(sections)
-    figs = _figures(out, sections)
+    figs = _figures(out, sections, lab_out)
     (out / "figures").mkdir(parents=True, exist_ok=True)
     for name, png in figs.items():
         (out / "figures" / f"{name}.png").write_bytes(png)
     summary = {"profile": profile, "device": device, "machine": _machine(),
-               "wall_seconds": wall_seconds,
+               "wall_seconds": wall_seconds, "lab_out": str(lab_out),
                "section_seconds": {k: v.get("seconds") for k, v in sections.items()},
                "written": time.strftime("%Y-%m-%dT%H:%M:%S"), "claims": claims,
                "sections": sections}
@@ -311,7 +316,8 @@ def rebuild_report(out: str | Path) -> dict[str, Any]:
     if (out / "results.json").is_file():
         old = json.loads((out / "results.json").read_text())
     return write_report(out, sections, profile=old.get("profile", "?"),
-                        device=old.get("device", "cpu"), wall_seconds=old.get("wall_seconds"))
+                        device=old.get("device", "cpu"), wall_seconds=old.get("wall_seconds"),
+                        lab_out=old.get("lab_out"))
 
 
 __all__ = ["rebuild_report", "write_report"]

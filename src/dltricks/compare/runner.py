@@ -102,7 +102,8 @@ SECTIONS: tuple[str, ...] = ("complexity", "inference", "accuracy", "edge")
 def run_compare(families: Sequence[str] = DEFAULT_FAMILIES, profile: str = "quick",
                 out: str | Path = "runs/compare", device: str = "cpu",
                 progress: bool = True, console: Any = None,
-                sections: Sequence[str] | None = None) -> dict[str, Any]:
+                sections: Sequence[str] | None = None,
+                lab_out: str | Path | None = None) -> dict[str, Any]:
     """Runs every section of the comparison and writes the report.
 
     Args:
@@ -115,6 +116,8 @@ def run_compare(families: Sequence[str] = DEFAULT_FAMILIES, profile: str = "quic
         console: a rich console.
         sections: run only these of :data:`SECTIONS` (stored ones of the others still go into
             the report).
+        lab_out: lab folder of the accuracy experiments (default ``OUT/lab``); pointing it at
+            a ``dltricks lab run`` folder of the same profile reuses its finished runs.
 
     Returns:
         The results.json dict.
@@ -142,6 +145,7 @@ def run_compare(families: Sequence[str] = DEFAULT_FAMILIES, profile: str = "quic
     prof = PROFILES[profile]
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    lab_dir = Path(lab_out) if lab_out is not None else out / "lab"
     console = console or Console(stderr=True)
 
     def log(msg: str) -> None:
@@ -172,8 +176,7 @@ def run_compare(families: Sequence[str] = DEFAULT_FAMILIES, profile: str = "quic
         "accuracy": (
             {"experiments": _experiment_keys(ACCURACY_EXPERIMENTS, prof.lab_profile),
              "families": fams, "lab_profile": prof.lab_profile},
-            lambda: run_accuracy(ACCURACY_EXPERIMENTS, fams, prof.lab_profile, out / "lab",
-                                 log)),
+            lambda: run_accuracy(ACCURACY_EXPERIMENTS, fams, prof.lab_profile, lab_dir, log)),
         "edge": (
             {"families": timing_fams, "profile": profile, "threads": threads},
             lambda: run_edge(timing_fams, profile=profile, progress=log)),
@@ -186,7 +189,8 @@ def run_compare(families: Sequence[str] = DEFAULT_FAMILIES, profile: str = "quic
         if name not in done and stored is not None:
             done[name] = stored
     summary = write_report(out, {k: done[k] for k in SECTIONS if k in done}, profile=profile,
-                           device=device, wall_seconds=time.perf_counter() - t0)
+                           device=device, wall_seconds=time.perf_counter() - t0,
+                           lab_out=lab_dir)
     log(f"report: {out / 'report.html'}")
     return summary
 
