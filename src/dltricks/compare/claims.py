@@ -308,6 +308,20 @@ CLAIMS: tuple[GuideClaim, ...] = (
 )
 
 
+def _register_in_catalog() -> None:
+    """Measurable claims count as checked (status "analysis") in the lab catalog."""
+    from dltricks.lab.catalog import ANALYSES
+
+    for c in CLAIMS:
+        name = f"compare.{c.id}"
+        if c.decide is not None and c.rule and name not in ANALYSES:
+            ANALYSES.add(name, c.decide, tips=c.tips,
+                         description=f"dltricks compare: {c.rule}")
+
+
+_register_in_catalog()
+
+
 def evaluate_claims(sections: Mapping[str, Any]) -> list[dict[str, Any]]:
     """Every claim's verdict and the measurement it rests on."""
     rows = []

@@ -678,6 +678,7 @@ def experiments_for(tip_id: str) -> list[str]:
 
 def catalog_status() -> list[dict[str, Any]]:
     """Every tip with its status (measured / analysis / not measured) and what covers it."""
+    import dltricks.compare.claims  # noqa: F401  (registers the comparison's checks)
     from dltricks.lab.experiment import list_experiments
 
     exps = list_experiments()
