@@ -125,6 +125,18 @@ def test_tagger_without_positions_is_permutation_equivariant():
     assert not torch.allclose(with_pos(x[:, perm]), with_pos(x)[:, perm], atol=1e-3)
 
 
+
+def test_tagger_learned_position_init_std():
+    torch.manual_seed(0)
+    kw = dict(vocab_size=11, num_classes=4, dim=64, num_heads=2, position="learned", max_len=256)
+    default = create_model("transformer_tagger", **kw).trunk.pos.weight
+    scaled = create_model("transformer_tagger", pos_init_std=1.0, **kw).trunk.pos.weight
+    assert default.std().item() == pytest.approx(0.02, rel=0.05)
+    assert scaled.std().item() == pytest.approx(1.0, rel=0.05)
+    assert scaled.shape == (256, 64)
+    with pytest.raises(ValueError, match="pos_init_std"):
+        create_model("transformer_tagger", pos_init_std=0.0, **kw)
+
 @pytest.mark.parametrize("pool", ["cls", "mean"])
 def test_classifier_ignores_padding_tokens(pool):
     torch.manual_seed(0)

@@ -30,7 +30,7 @@ from torch import Tensor, nn
 from dltricks.models.registry import register_model
 from dltricks.nn.attention import KVCache
 from dltricks.nn.factory import ActSpec, ConvNormAct, NormSpec, get_conv
-from dltricks.nn.position import POSITIONS, get_position
+from dltricks.nn.position import POSITIONS, LearnedPositionalEmbedding, get_position
 from dltricks.nn.transformer import TransformerEncoder
 
 
@@ -43,6 +43,9 @@ class TransformerTrunk(nn.Module):
         num_heads: H.
         position: ``"sinusoidal" | "learned" | "rope" | "none"``.
         max_len: longest sequence for learned positions.
+        pos_init_std: standard deviation of the initial learned positions (default 0.02, as
+            BERT and ViT; ``nn.Embedding`` token vectors start at std 1, so larger values put
+            positions on the tokens' scale).
         **block_kwargs: :class:`~dltricks.nn.transformer.TransformerBlock` arguments.
 
     Shapes:
@@ -50,12 +53,17 @@ class TransformerTrunk(nn.Module):
     """
 
     def __init__(self, dim: int, depth: int, num_heads: int, position: str = "sinusoidal",
-                 max_len: int | None = None, **block_kwargs: Any) -> None:
+                 max_len: int | None = None, pos_init_std: float = 0.02,
+                 **block_kwargs: Any) -> None:
         super().__init__()
         if position not in POSITIONS:
             raise ValueError(f"Unknown position {position!r}; allowed: {', '.join(POSITIONS)}.")
+        if pos_init_std <= 0:
+            raise ValueError(f"pos_init_std must be positive, got {pos_init_std}.")
         self.position = position
-        self.pos = get_position(position, dim, max_len)
+        self.pos = (LearnedPositionalEmbedding(dim, max_len, pos_init_std)
+                    if position == "learned" and max_len is not None
+                    else get_position(position, dim, max_len))
         self.encoder = TransformerEncoder(dim, depth, num_heads, rotary=position == "rope",
                                           **block_kwargs)
 
@@ -185,6 +193,7 @@ class TransformerTagger(nn.Module):
         position, max_len, attention, attn_kwargs, dropout, attn_dropout, drop_path, norm, act,
             norm_first: as in :class:`TransformerClassifier`.
         pad_id: padding token id masked out of attention, or None.
+        pos_init_std: initial std of learned positions (see :class:`TransformerTrunk`).
 
     Shapes:
         long (B, L) → (B, L, K)
@@ -196,12 +205,13 @@ class TransformerTagger(nn.Module):
                  attn_kwargs: dict[str, Any] | None = None, dropout: float = 0.0,
                  attn_dropout: float = 0.0, drop_path: float = 0.0, norm: NormSpec = "layer",
                  act: ActSpec = "gelu", norm_first: bool = True,
-                 pad_id: int | None = None) -> None:
+                 pad_id: int | None = None, pos_init_std: float = 0.02) -> None:
         super().__init__()
         self.pad_id = pad_id
         self.embed = nn.Embedding(vocab_size, dim)
         self.trunk = TransformerTrunk(
-            dim, depth, num_heads, position, max_len, mlp_ratio=mlp_ratio, dropout=dropout,
+            dim, depth, num_heads, position, max_len, pos_init_std, mlp_ratio=mlp_ratio,
+            dropout=dropout,
             attn_dropout=attn_dropout, drop_path=drop_path, norm=norm, act=act,
             norm_first=norm_first, attention=attention, causal=causal, attn_kwargs=attn_kwargs)
         self.head = nn.Linear(dim, num_classes)
@@ -448,11 +458,11 @@ def transformer_tagger(vocab_size: int, num_classes: int, dim: int = 64, depth: 
                        attn_kwargs: dict[str, Any] | None = None, dropout: float = 0.0,
                        attn_dropout: float = 0.0, drop_path: float = 0.0, norm: str = "layer",
                        act: str = "gelu", norm_first: bool = True, pad_id: int | None = None,
-                       mlp_ratio: float = 4.0) -> TransformerTagger:
+                       mlp_ratio: float = 4.0, pos_init_std: float = 0.02) -> TransformerTagger:
     """:class:`TransformerTagger`."""
     return TransformerTagger(vocab_size, num_classes, dim, depth, num_heads, mlp_ratio, causal,
                              position, max_len, attention, attn_kwargs, dropout, attn_dropout,
-                             drop_path, norm, act, norm_first, pad_id)
+                             drop_path, norm, act, norm_first, pad_id, pos_init_std)
 
 
 @register_model(
