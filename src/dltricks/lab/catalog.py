@@ -678,7 +678,9 @@ def experiments_for(tip_id: str) -> list[str]:
 
 def catalog_status() -> list[dict[str, Any]]:
     """Every tip with its status (measured / analysis / not measured) and what covers it."""
-    import dltricks.compare.claims  # noqa: F401  (registers the comparison's checks)
+    # importing these registers their checks in ANALYSES
+    from dltricks.compare import claims as _compare_claims  # noqa: F401
+    from dltricks.lab import analyses as _cnn_analyses  # noqa: F401
     from dltricks.lab.experiment import list_experiments
 
     exps = list_experiments()
