@@ -78,7 +78,7 @@ register_experiment(Experiment(
     arms=_arms(("mamba", "transformer", "hybrid"), "lm", vocab_size=16),
     claims=(Claim("transformer", "mamba", "test_token_accuracy", "higher"),
             Claim("hybrid", "mamba", "test_token_accuracy", "higher", primary=False)),
-    budgets=_budgets(300),
+    budgets=_budgets(200),
     evaluators=("cost",),
     notes="The paper's setting (length 4096, 16 tokens, 400k steps) is far beyond a CPU "
           "budget; this is the same task at length 64 with 8 tokens.",
@@ -98,7 +98,7 @@ register_experiment(Experiment(
             Claim("mamba", "transformer", "acc_len64", "higher", primary=False),
             Claim("hybrid", "mamba", "acc_len64", "higher", primary=False),
             Claim("hybrid", "transformer", "acc_len4096", "higher", primary=False)),
-    budgets=_budgets(300),
+    budgets=_budgets(200),
     evaluators=("cost", "length_x64"),
     plots=("curves", "by:acc_len"),
     notes="Chance accuracy is 1/15. The paper tests up to 2^20; 64x is the issue's minimum.",
@@ -116,7 +116,7 @@ register_experiment(Experiment(
     arms=_arms(("mamba", "transformer", "hybrid"), "lm", vocab_size=64),
     claims=(Claim("transformer", "mamba", "test_token_accuracy", "higher"),
             Claim("hybrid", "mamba", "test_token_accuracy", "higher", primary=False)),
-    budgets=_budgets(300),
+    budgets=_budgets(200),
     evaluators=("cost",),
 ))
 
@@ -130,7 +130,7 @@ register_experiment(Experiment(
     base=_base("mnist1d", {}, batch=64, model="mamba_classifier"),
     arms=_arms(("mamba", "transformer"), "classifier", num_classes=10, in_channels=1),
     claims=(Claim("transformer", "mamba", "test_accuracy", "higher"),),
-    budgets=_budgets(300, smoke_data={"num_samples": 400}),
+    budgets=_budgets(200, smoke_data={"num_samples": 400}),
     evaluators=("cost",),
 ))
 
@@ -196,7 +196,7 @@ register_experiment(Experiment(
     claims=(Claim("early_exit", "mamba", "avg_depth", "lower"),
             Claim("early_exit", "mamba", "latency_ms", "lower"),
             Claim("early_exit", "mamba", "test_accuracy", "higher", primary=False)),
-    budgets=_budgets(300, smoke_data={"num_samples": 400}),
+    budgets=_budgets(200, smoke_data={"num_samples": 400}),
     evaluators=("cost", "exit_depth"),
     plots=("curves", "bars:avg_depth", "by:acc_thr"),
     notes="Accuracy 'higher' is the guide's no-loss claim tested one-sided: a contradicted "
