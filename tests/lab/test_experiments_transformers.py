@@ -1,6 +1,7 @@
 """The Transformer experiments: their measurements on hand-checkable cases, and their recipes."""
 
 import math
+import time
 from types import SimpleNamespace
 
 import pytest
@@ -123,9 +124,31 @@ class RefusesLong(nn.Module):
 
 
 def test_scaling_costs_reports_none_where_the_model_refuses_a_length():
-    out = scaling_costs(RefusesLong(100), (50, 200), lambda n: (1, 1, n), repeats=1)
+    out = scaling_costs(RefusesLong(100), (50, 200), lambda n: (1, 1, n), repeats=1,
+                        baseline=RefusesLong(1000))
     assert out["latency_ms_len50"] > 0 and out["peak_mb_len50"] >= 0
+    assert out["latency_ratio_len50"] > 0
     assert out["latency_ms_len200"] is None and out["peak_mb_len200"] is None
+    assert out["latency_ratio_len200"] is None
+
+
+class Sleeps(nn.Module):
+    def __init__(self, ms: float) -> None:
+        super().__init__()
+        self.ms = ms
+        self.lin = nn.Linear(1, 1)
+
+    def forward(self, x):
+        time.sleep(self.ms / 1e3)
+        return x
+
+
+def test_latency_ratio_against_a_baseline():
+    out = scaling_costs(Sleeps(20), (8,), lambda n: (1, n), repeats=4, budget_ms=200,
+                        memory=False, baseline=Sleeps(10))
+    assert set(out) == {"latency_ms_len8", "latency_ratio_len8"}
+    assert out["latency_ms_len8"] >= 20
+    assert 1.6 < out["latency_ratio_len8"] < 2.2  # 20 ms vs 10 ms (sleep overshoots a little)
 
 
 def test_materialised_attention_holds_the_score_matrix_and_sdpa_does_not():

@@ -33,9 +33,11 @@ from __future__ import annotations
 import copy
 import math
 import statistics
+import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+import torch
 from torch import nn
 
 from dltricks.lab.evaluators import current_profile, register_evaluator
@@ -88,14 +90,23 @@ def loss_spikes(trainer: Trainer) -> dict[str, float]:
     return spike_stats(losses)
 
 
+def _forward_ms(model: nn.Module, x: torch.Tensor) -> float:
+    t0 = time.perf_counter()
+    model(x)
+    return (time.perf_counter() - t0) * 1e3
+
+
 def scaling_costs(model: nn.Module, lengths: Sequence[int], input_for: Callable[[int], tuple],
-                  repeats: int = 10, budget_ms: float = 1000.0,
-                  memory: bool = True) -> dict[str, float | None]:
+                  repeats: int = 10, budget_ms: float = 1000.0, memory: bool = True,
+                  baseline: nn.Module | None = None) -> dict[str, float | None]:
     """Inference latency and peak memory of ``model`` at each token length.
 
     Latency is the fastest of up to ``repeats`` forwards after one warm-up: as many as fit in
     about ``budget_ms`` (at least one), so fast calls get more tries (on a shared machine noise
     only adds time, and the minimum of more tries is steadier) and slow ones stay affordable.
+    With a ``baseline`` model, its forwards alternate with the model's on the same input and
+    the ratio of the two fastest times is reported too: load on a shared machine slows both
+    alike, so the ratio is far steadier than either time (the convention of ``benchmarks/``).
 
     Args:
         model: a trained model (copied to the CPU in fp32, eval mode; the original is untouched).
@@ -105,28 +116,49 @@ def scaling_costs(model: nn.Module, lengths: Sequence[int], input_for: Callable[
         repeats: most timed forwards per length.
         budget_ms: time the timed forwards of one length may take, roughly.
         memory: also measure the peak extra allocator memory of one forward.
+        baseline: a model to time against (e.g. the same network with dense attention).
 
     Returns:
-        ``latency_ms_len<L>`` and ``peak_mb_len<L>`` per length; None where the model rejects
-        the length (a ``ValueError``, e.g. Linformer past its projection length).
+        ``latency_ms_len<L>``, ``peak_mb_len<L>`` (with ``memory``) and
+        ``latency_ratio_len<L>`` (with ``baseline``: model time / baseline time) per length;
+        None where the model rejects the length (a ``ValueError``, e.g. Linformer past its
+        projection length).
     """
-    from dltricks.analysis.complexity import measure_latency, measure_peak_memory
+    from dltricks.analysis.complexity import measure_peak_memory
 
-    model = copy.deepcopy(model).to("cpu").float().eval()
+    def prepare(m: nn.Module) -> nn.Module:
+        return copy.deepcopy(m).to("cpu").float().eval()
+
+    model = prepare(model)
+    base = None if baseline is None else prepare(baseline)
     out: dict[str, float | None] = {}
     for n in lengths:
         shape = input_for(n)
+        x = torch.randn(shape)
+        keys = [f"latency_ms_len{n}"] + [f"peak_mb_len{n}"] * memory + [
+            f"latency_ratio_len{n}"] * (base is not None)
         try:
-            first = measure_latency(model, shape, repeats=1, warmup=1)
-            more = min(repeats - 1, int(budget_ms / max(first, 1e-3)) - 1)
-            out[f"latency_ms_len{n}"] = first if more < 1 else min(
-                first, measure_latency(model, shape, repeats=more, warmup=0, statistic="min"))
+            times: list[float] = []
+            base_times: list[float] = []
+            with torch.inference_mode():
+                for m in (model, base):
+                    if m is not None:
+                        m(x)  # warm-up
+                rounds = repeats
+                while len(times) < rounds:
+                    times.append(_forward_ms(model, x))
+                    if base is not None:
+                        base_times.append(_forward_ms(base, x))
+                    if len(times) == 1:  # as many rounds as fit in the budget
+                        per_round = times[0] + (base_times[0] if base_times else 0.0)
+                        rounds = max(1, min(repeats, int(budget_ms / max(per_round, 1e-3))))
+            out[keys[0]] = min(times)
+            if base_times:
+                out[f"latency_ratio_len{n}"] = min(times) / min(base_times)
             if memory:
                 out[f"peak_mb_len{n}"] = measure_peak_memory(model, shape) / 2**20
         except ValueError:
-            out[f"latency_ms_len{n}"] = None
-            if memory:
-                out[f"peak_mb_len{n}"] = None
+            out.update(dict.fromkeys(keys))
     return out
 
 
@@ -138,15 +170,23 @@ def attention_scaling(trainer: Trainer) -> dict[str, float | None]:
     """:func:`scaling_costs` of a trained signal classifier at 128, 512 and 2048 tokens.
 
     The model must take float signals (B, C, L) cut into ``patch_size`` steps per token; a batch
-    of one random signal per length is timed. Smoke: one length (64), one timed forward.
+    of one random signal per length is timed, against the same network built with dense SDPA
+    attention (untrained: weights do not change the cost) for ``latency_ratio_len<L>``.
+    Smoke: one length (64), one timed forward.
     """
-    model = trainer.model
+    from dltricks.models import create_model
+    from dltricks.train.trainer import model_kwargs_for
+
+    model, cfg = trainer.model, trainer.recipe.model
+    kwargs = model_kwargs_for(cfg.name, trainer.data, dict(cfg.kwargs))
+    kwargs.update(attention="sdpa", attn_kwargs=None)
+    dense = create_model(cfg.name, **kwargs)
     patch = int(getattr(model, "patch_size", 1))
     channels = int(trainer.data.input_shape[0])
     smoke = current_profile() == "smoke"
     return scaling_costs(model, (64,) if smoke else SCALING_LENGTHS,
                          lambda n: (1, channels, patch * n), repeats=1 if smoke else 5,
-                         budget_ms=500.0)
+                         budget_ms=1000.0, baseline=dense)
 
 
 # --------------------------------------------------------------------------- recipes
@@ -341,27 +381,31 @@ register_experiment(Experiment(
           "pooled), 2 layers, width 32, 4 heads, AdamW lr 3e-3, warmup 10% + cosine, batch 32; "
           "arms differ only in attention. After training, the model's forward on one random "
           "signal of 128, 512 and 2048 tokens is timed (fastest of up to 5 forwards, as many as "
-          "fit in about 0.5 s, after a warm-up) and its peak extra CPU-allocator memory measured.",
+          "fit in about 1 s, after a warm-up), alternately with the same network built with "
+          "dense SDPA attention (latency_ratio = model time / dense time, steady under load), "
+          "and its peak extra CPU-allocator memory is measured.",
     base={"model": {"name": "transformer_classifier",
                     "kwargs": {"in_channels": 1, "dim": 32, "depth": 2, "num_heads": 4,
                                "patch_size": 2, "pool": "mean"}},
           "data": {"name": "mnist1d", "batch_size": 32, "eval_batch_size": 400},
           "optimizer": {"name": "adamw", "lr": 3e-3, "weight_decay": 0.0}},
     arms=tuple(_arm(n, _model(**kw), label, warmup=0.1) for n, kw, label in _EFF),
-    claims=(Claim("local", "sdpa", "latency_ms_len2048", "lower"),
-            Claim("longformer", "sdpa", "latency_ms_len2048", "lower"),
-            Claim("linformer", "sdpa", "latency_ms_len2048", "lower"),
+    claims=(Claim("local", "sdpa", "latency_ratio_len2048", "lower"),
+            Claim("longformer", "sdpa", "latency_ratio_len2048", "lower"),
+            Claim("linformer", "sdpa", "latency_ratio_len2048", "lower"),
             Claim("sdpa", "reference", "peak_mb_len2048", "lower"),
-            Claim("sdpa", "reference", "latency_ms_len2048", "lower", primary=False),
+            Claim("sdpa", "reference", "latency_ratio_len2048", "lower", primary=False),
+            Claim("local", "sdpa", "latency_ms_len2048", "lower", primary=False),
             Claim("local", "sdpa", "peak_mb_len2048", "lower", primary=False),
             Claim("linformer", "sdpa", "peak_mb_len2048", "lower", primary=False),
             Claim("sdpa", "local", "test_accuracy", "higher", primary=False),
             Claim("sdpa", "longformer", "test_accuracy", "higher", primary=False),
             Claim("sdpa", "linformer", "test_accuracy", "higher", primary=False)),
-    budgets={**budgets(120), "smoke": Budget(seeds=1, steps=3,
+    budgets={**budgets(100), "smoke": Budget(seeds=1, steps=3,
                                                data_kwargs={"num_samples": 400})},
     evaluators=("attention_scaling",),
-    plots=("bars", "bars:test_accuracy", "by:latency_ms_len", "by:peak_mb_len"),
+    plots=("bars", "bars:test_accuracy", "by:latency_ms_len", "by:latency_ratio_len",
+           "by:peak_mb_len"),
     notes=f"Trained at {_SIG_TOKENS} tokens; the cost is measured at lengths the model never "
           "trained on (the weights do not change the cost). Linformer's projections are sized "
           f"for {max(SCALING_LENGTHS)} positions, so its parameter count grows with the longest "
