@@ -245,7 +245,10 @@ class TransformerLM(nn.Module):
                  norm: NormSpec = "layer", act: ActSpec = "gelu", norm_first: bool = True,
                  tie_embeddings: bool = True) -> None:
         super().__init__()
+        # std 0.02 as GPT-2 (and our Mamba LM): with the tied head, PyTorch's N(0, 1) starts
+        # with logits of order D that predict the *input* token (loss ~7 on a 16-token task).
         self.embed = nn.Embedding(vocab_size, dim)
+        nn.init.normal_(self.embed.weight, std=0.02)
         self.trunk = TransformerTrunk(
             dim, depth, num_heads, position, max_len, mlp_ratio=mlp_ratio, dropout=dropout,
             attn_dropout=attn_dropout, drop_path=drop_path, norm=norm, act=act,
