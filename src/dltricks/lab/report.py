@@ -152,7 +152,7 @@ def figure_png(result: Mapping[str, Any]) -> bytes | None:
         if panel == "train_loss":
             ax.set(xlabel="step", ylabel="train loss (mean over seeds)", yscale="log")
         elif panel == "val_accuracy":
-            ax.set(xlabel="step", ylabel="val accuracy (mean over seeds)")
+            ax.set(xlabel="step", ylabel="val accuracy / Dice (mean over seeds)")
         elif panel.startswith("by:"):
             prefix = panel[3:]
             ax.set(xlabel=prefix.rstrip("_"), ylabel=f"{prefix}* (mean, 95% CI)")

@@ -200,7 +200,9 @@ def run_unit(exp: Experiment, arm: str, seed: int, profile: str, run_dir: Path,
         "note": note,
         "curves": {
             "train": [[r["step"], _finite_or_none(r.get("loss"))] for r in train],
-            "val": [[r["step"], _finite_or_none(r.get("accuracy")),
+            # the curve's score: accuracy, token accuracy (sequences) or Dice (segmentation)
+            "val": [[r["step"], _finite_or_none(r.get("accuracy", r.get("token_accuracy",
+                                                                        r.get("dice")))),
                      _finite_or_none(r.get("loss"))] for r in val],
             "lr": [[r["step"], r.get("lr")] for r in train],
         },
