@@ -35,10 +35,12 @@ def test_engine_is_available_here():
     assert quantization_engine() in ("x86", "fbgemm", "qnnpack", "onednn")
 
 
-# relative logit error measured at these seeds: 0.063 / 0.072 / 0.012; Mamba's scan output has
+# relative logit error measured at these seeds: 0.050 / 0.061 / 0.030 (the Transformer LM's
+# tied embeddings start at std 0.02, so its logits are small and the relative error larger than
+# with N(0, 1)); Mamba's scan output has
 # outliers (absmax ≈ 30 std), which per-tensor int8 activations of out_proj resolve poorly
 @pytest.mark.parametrize("name,n_quantized,tol", [("mamba", 7, 0.12), ("hybrid", 6, 0.12),
-                                                   ("transformer", 9, 0.03)])
+                                                   ("transformer", 9, 0.06)])
 def test_quantized_outputs_stay_close_and_the_model_shrinks(name, n_quantized, tol):
     model = _lm(name)
     q = quantize_dynamic_int8(model)
