@@ -1,11 +1,16 @@
 """Selective scan on the CPU: the fused numba kernel against the plain PyTorch reference.
 
 Both run in the same process on the same inputs (B=2, D=64, N=16, softplus delta, D skip and
-z gate, as in a Mamba block), forward alone and forward + backward, at growing lengths. Each
-timing is the best of ``--repeats`` after a warm-up call (which also compiles the kernel).
+z gate, as in a Mamba block), forward alone and forward + backward, at growing lengths. After a
+warm-up call of each (which also compiles the kernel), the two alternate for ``--repeats``
+rounds (reference first in even rounds, kernel first in odd ones), so that both see the same
+machine load; a speed-up is the reference's time over the kernel's in the same round, and the
+table shows the median over rounds with the range. Peers outside dltricks (Hugging Face,
+mamba.py) are compared in ``selective_scan_peers.py``.
 
 Usage:
-    python benchmarks/selective_scan.py [--lengths 256 1024 4096] [--repeats 2]
+    python benchmarks/selective_scan.py [--lengths 256 1024 4096] [--repeats 5] [--threads 2]
+        [--tag _t1]
 """
 
 from __future__ import annotations
@@ -14,6 +19,8 @@ import argparse
 import json
 import os
 import platform
+import statistics
+import sys
 import time
 from pathlib import Path
 
@@ -36,49 +43,67 @@ def inputs(length: int, batch: int = 2, dim: int = 64, state: int = 16) -> dict:
     }
 
 
-def best_time(fn, repeats: int) -> float:
-    fn()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return min(times)
+def interleaved(fns: dict, repeats: int) -> dict[str, list[float]]:
+    """Seconds per call of each function, alternating their order round by round."""
+    for fn in fns.values():
+        fn()  # warm-up
+    names = list(fns)
+    times: dict[str, list[float]] = {n: [] for n in names}
+    for r in range(repeats):
+        for n in names if r % 2 == 0 else names[::-1]:
+            t0 = time.perf_counter()
+            fns[n]()
+            times[n].append(time.perf_counter() - t0)
+    return times
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--lengths", type=int, nargs="+", default=[256, 1024, 4096])
-    ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
+    ap.add_argument("--tag", default="", help="suffix of the JSON file name, e.g. _t1")
     args = ap.parse_args()
+    torch.set_num_threads(args.threads)
     rows = []
     for length in args.lengths:
         ins = inputs(length)
         leaf = {k: v.clone().requires_grad_() for k, v in ins.items()}
         row = {"L": length}
-        for backend in ("ref", "cpu"):
-
-            def fwd(b=backend, x=ins):
-                return selective_scan(**x, delta_softplus=True, backend=b)
-
-            def fwd_bwd(b=backend, x=leaf):
-                selective_scan(**x, delta_softplus=True, backend=b).sum().backward()
-
-            row[f"{backend}_fwd_ms"] = 1e3 * best_time(fwd, args.repeats)
-            row[f"{backend}_fwd_bwd_ms"] = 1e3 * best_time(fwd_bwd, args.repeats)
-        row["speedup_fwd"] = row["ref_fwd_ms"] / row["cpu_fwd_ms"]
-        row["speedup_fwd_bwd"] = row["ref_fwd_bwd_ms"] / row["cpu_fwd_bwd_ms"]
+        for mode in ("fwd", "fwd_bwd"):
+            fns = {}
+            for backend in ("ref", "cpu"):
+                if mode == "fwd":
+                    def fn(b=backend, x=ins):
+                        with torch.no_grad():
+                            selective_scan(**x, delta_softplus=True, backend=b)
+                else:
+                    def fn(b=backend, x=leaf):
+                        selective_scan(**x, delta_softplus=True, backend=b).sum().backward()
+                fns[backend] = fn
+            times = interleaved(fns, args.repeats)
+            ratios = [r / c for r, c in zip(times["ref"], times["cpu"], strict=True)]
+            for backend, ts in times.items():
+                row[f"{backend}_{mode}_ms"] = 1e3 * min(ts)
+            row[f"speedup_{mode}"] = statistics.median(ratios)
+            row[f"speedup_{mode}_range"] = [min(ratios), max(ratios)]
         rows.append(row)
         print(f"L={length:6d}  fwd: ref {row['ref_fwd_ms']:9.1f} ms"
-              f"  cpu {row['cpu_fwd_ms']:8.1f} ms"
-              f"  ×{row['speedup_fwd']:5.1f}   fwd+bwd: ref {row['ref_fwd_bwd_ms']:9.1f} ms"
-              f"  cpu {row['cpu_fwd_bwd_ms']:8.1f} ms  ×{row['speedup_fwd_bwd']:5.1f}")
+              f"  cpu {row['cpu_fwd_ms']:8.1f} ms  ×{row['speedup_fwd']:5.1f}"
+              f" [{row['speedup_fwd_range'][0]:.1f}–{row['speedup_fwd_range'][1]:.1f}]"
+              f"   fwd+bwd: ref {row['ref_fwd_bwd_ms']:9.1f} ms"
+              f"  cpu {row['cpu_fwd_bwd_ms']:8.1f} ms  ×{row['speedup_fwd_bwd']:5.1f}"
+              f" [{row['speedup_fwd_bwd_range'][0]:.1f}–{row['speedup_fwd_bwd_range'][1]:.1f}]",
+              flush=True)
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "selective_scan.json").write_text(json.dumps({
-        "benchmark": "selective_scan", "shape": "B=2, D=64, N=16", "rows": rows,
-        "torch": torch.__version__, "threads": torch.get_num_threads(),
-        "machine": f"{platform.machine()} {os.cpu_count()} cores"}, indent=1))
+    (args.out / f"selective_scan{args.tag}.json").write_text(json.dumps({
+        "benchmark": "selective_scan", "command": "python " + " ".join(sys.argv),
+        "shape": "B=2, D=64, N=16", "repeats": args.repeats,
+        "note": "times: best of the interleaved rounds; speedup: median of paired ratios",
+        "rows": rows, "torch": torch.__version__, "threads": torch.get_num_threads(),
+        "machine": f"{platform.machine()} {os.cpu_count()} cores",
+        "date": time.strftime("%Y-%m-%d %H:%M")}, indent=1))
 
 
 if __name__ == "__main__":
