@@ -53,6 +53,25 @@ def test_cpu_kernel_matches_reference_outputs_and_gradients(case, chunk):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4, msg=lambda m, n=name: f"{n}: {m}")
 
 
+@pytest.mark.parametrize("threads", [1, 2])
+def test_kernel_runs_on_and_keeps_torchs_thread_count(threads):
+    """numba's OpenMP layer resets the OpenMP team size torch reads; the scan must not leak that."""
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(threads)
+        ins = make_inputs(dim=16, length=50)
+        out, _ = run(selective_scan, ins, backend="cpu")
+        assert torch.get_num_threads() == threads  # after the forward
+        out.sum().backward()
+        assert torch.get_num_threads() == threads  # after the backward
+        numba = cpu_scan.numba
+        assert numba.get_num_threads() == min(threads, numba.config.NUMBA_NUM_THREADS)
+        ref, _ = run(selective_scan_ref, {k: v.detach().requires_grad_() for k, v in ins.items()})
+        torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_bf16_inputs_computed_in_float32():
     """bf16 in, bf16 out; both paths compute in float32, so they agree to bf16 rounding."""
     ins = make_inputs(dtype=torch.bfloat16)
@@ -160,3 +179,10 @@ def test_mamba_lm_on_cuda_step_equals_forward():
     states = lm.init_state(2)
     steps = torch.stack([lm.step(tokens[:, t], states) for t in range(10)], dim=1)
     torch.testing.assert_close(steps, lm(tokens), rtol=1e-4, atol=1e-4)
+
+
+def test_importable_from_dltricks_nn_as_the_issue_names_it():
+    import dltricks.nn
+
+    assert dltricks.nn.selective_scan is selective_scan
+    assert dltricks.nn.selective_scan_ref is selective_scan_ref

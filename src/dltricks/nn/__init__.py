@@ -56,6 +56,8 @@ from dltricks.nn.residual import (
     PreActBlock,
     PreActBottleneck,
 )
+from dltricks.nn.ssm import selective_scan, selective_scan_ref
+from dltricks.nn.ssm.mamba_block import MambaBlock
 from dltricks.nn.transformer import (
     ATTENTIONS,
     FeedForward,
@@ -90,6 +92,7 @@ __all__ = [
     "LinformerSelfAttention",
     "LocalSelfAttention",
     "LongformerSelfAttention",
+    "MambaBlock",
     "MultiHeadSelfAttention",
     "PreActBlock",
     "PreActBottleneck",
@@ -115,5 +118,7 @@ __all__ = [
     "reference_attention",
     "same_padding",
     "sdpa_attention",
+    "selective_scan",
+    "selective_scan_ref",
     "stack_depth_for_kernel",
 ]

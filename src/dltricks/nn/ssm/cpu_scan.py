@@ -160,6 +160,13 @@ if HAVE_NUMBA:
                             du_o[b, d, t] = g_u
 
 
+def set_threads(n: int) -> int:
+    """Use ``n`` threads (at most numba's pool size) for this thread's kernel launches."""
+    n = max(1, min(int(n), numba.config.NUMBA_NUM_THREADS))
+    numba.set_num_threads(n)
+    return n
+
+
 def forward(u, dt, A, Bt, Ct, chunk: int = DEFAULT_CHUNK):
     """y (B, D, L) and chunk-start states (B, D, K+1, N); inputs float32 contiguous numpy."""
     nb, nd, length = u.shape

@@ -14,6 +14,9 @@ the output is cast back, as the reference does.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import torch
 from torch import Tensor
 
@@ -36,13 +39,31 @@ def _mamba_ssm_fn():
     return selective_scan_fn
 
 
+@contextmanager
+def _torch_thread_count() -> Iterator[None]:
+    """Run the numba kernel on torch's thread count, and leave torch's count as it was.
+
+    numba's OpenMP threading layer sets the calling thread's OpenMP team size to numba's own
+    count at every parallel launch, and torch reads that same setting: without this, a user's
+    ``torch.set_num_threads(1)`` silently became the machine's core count after the first scan.
+    """
+    n = torch.get_num_threads()
+    cpu_scan.set_threads(n)
+    try:
+        yield
+    finally:
+        if torch.get_num_threads() != n:
+            torch.set_num_threads(n)
+
+
 class _CPUScan(torch.autograd.Function):
     """y = scan(u, Δ, A, B, C) on the CPU, float32; B and C as (B, G, L, N)."""
 
     @staticmethod
     def forward(ctx, u, dt, A, Bt, Ct, chunk):
         arrays = [t.detach().contiguous().numpy() for t in (u, dt, A, Bt, Ct)]
-        y, ckpt = cpu_scan.forward(*arrays, chunk=chunk)
+        with _torch_thread_count():
+            y, ckpt = cpu_scan.forward(*arrays, chunk=chunk)
         ckpt_t = torch.from_numpy(ckpt)
         ctx.save_for_backward(u, dt, A, Bt, Ct, ckpt_t)
         ctx.chunk = chunk
@@ -53,7 +74,8 @@ class _CPUScan(torch.autograd.Function):
     def backward(ctx, gy, _gckpt):
         u, dt, A, Bt, Ct, ckpt = ctx.saved_tensors
         arrays = [t.detach().contiguous().numpy() for t in (u, dt, A, Bt, Ct, ckpt)]
-        grads = cpu_scan.backward(*arrays, gy.contiguous().float().numpy(), chunk=ctx.chunk)
+        with _torch_thread_count():
+            grads = cpu_scan.backward(*arrays, gy.contiguous().float().numpy(), chunk=ctx.chunk)
         return (*(torch.from_numpy(g) for g in grads), None)
 
 
