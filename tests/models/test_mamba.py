@@ -46,6 +46,29 @@ def test_recurrent_step_equals_full_forward(backend):
     torch.testing.assert_close(steps, full, rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.parametrize("backend", ["cpu", "ref"])
+@pytest.mark.parametrize("prompt_len", [1, 3, 9])  # shorter than, and longer than, d_conv = 4
+def test_prefill_leaves_the_states_of_stepping_and_decoding_continues_the_forward(
+        backend, prompt_len):
+    torch.manual_seed(0)
+    lm = MambaLM(vocab_size=13, dim=16, n_layers=2, d_state=4, scan_backend=backend).eval()
+    tokens = torch.randint(0, 13, (2, prompt_len + 4))
+    full = lm(tokens)
+    with torch.no_grad():
+        logits, states = lm.prefill(tokens[:, :prompt_len])
+        stepped = lm.init_state(2)
+        for t in range(prompt_len):
+            lm.step(tokens[:, t], stepped)
+        for got, want in zip(states, stepped, strict=True):
+            torch.testing.assert_close(got.conv, want.conv, rtol=1e-5, atol=1e-6)
+            torch.testing.assert_close(got.ssm, want.ssm, rtol=1e-4, atol=1e-5)
+        rest = [lm.step(tokens[:, t], states) for t in range(prompt_len, tokens.shape[1])]
+    torch.testing.assert_close(logits, full[:, :prompt_len], rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(torch.stack(rest, 1), full[:, prompt_len:], rtol=1e-4, atol=1e-5)
+    with pytest.raises(ValueError, match="batch, length"):
+        lm.prefill(tokens[0])
+
+
 def test_greedy_generation_continues_the_full_forward_argmax():
     torch.manual_seed(1)
     lm = MambaLM(vocab_size=9, dim=16, n_layers=1, d_state=4).eval()

@@ -72,6 +72,21 @@ def test_hybrid_recurrent_step_equals_full_forward(position, mlp):
     assert states[1].length == 11  # the attention layer cached every step
 
 
+def test_hybrid_prefill_fills_the_kv_caches_and_decoding_continues_the_forward():
+    torch.manual_seed(0)
+    lm = MambaLM(13, dim=16, n_layers=4, d_state=4, attn_every=1, num_heads=2,
+                 attn_position="rope").eval()
+    tokens = torch.randint(0, 13, (2, 12))
+    full = lm(tokens)
+    with torch.no_grad():
+        logits, states = lm.prefill(tokens[:, :7])
+        assert [type(s) for s in states] == [MambaState, KVCache, MambaState, KVCache]
+        assert states[1].length == 7
+        rest = torch.stack([lm.step(tokens[:, t], states) for t in range(7, 12)], 1)
+    torch.testing.assert_close(logits, full[:, :7], rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(rest, full[:, 7:], rtol=1e-4, atol=1e-5)
+
+
 def test_hybrid_greedy_generation_continues_the_full_forward_argmax():
     torch.manual_seed(2)
     lm = create_model("mamba_hybrid_lm", vocab_size=9, dim=16, n_layers=2, attn_every=1,

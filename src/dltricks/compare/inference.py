@@ -1,12 +1,13 @@
 """Section 2 — generation: per-token latency and state memory against context length.
 
-For each context length the model first consumes a random prompt of that length (Mamba: its
-recurrent ``step`` token by token, which leaves the conv and SSM states; Transformer: one
-cached forward that fills the KV cache), then ``new_tokens`` single-token steps are timed one
-by one and the median is reported. State memory is the bytes the model carries between steps:
-Mamba's conv + SSM states (constant in the context), the Transformer's KV cache (2 x layers x
-context x width values). The claim under test: Mamba's per-token cost is flat in the context,
-attention's grows with it (each new token attends over the whole cache).
+For each context length the model first consumes a random prompt of that length (Mamba:
+``prefill``, one parallel pass that leaves the conv and SSM states; Transformer: one cached
+forward that fills the KV cache), then single-token steps are timed in interleaved rounds over
+all (model, context) pairs and the median per pair is reported. State memory is the bytes the
+model carries between steps: Mamba's conv + SSM states (constant in the context), the
+Transformer's KV cache (2 x layers x context x width values). The claim under test: Mamba's
+per-token cost is flat in the context, attention's grows with it (each new token attends over
+the whole cache). The prompt's time is recorded too (``prefill_ms``).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import statistics
 import time
 from collections.abc import Callable, Sequence
+from functools import partial
 from typing import Any
 
 import torch
@@ -38,77 +40,119 @@ def _sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
+def start_decoding(model: torch.nn.Module, prompt: torch.Tensor
+                   ) -> tuple[Callable[[torch.Tensor], Any], Any]:
+    """Consumes ``prompt`` (1, L) and returns ``(step, state)``: ``step(token)`` decodes one
+    more token (a (1,) tensor) and ``state`` is what the model carries between steps.
+
+    Works with any model that has ``prefill`` + ``step`` (Mamba: the prompt in one parallel
+    pass), ``init_state`` + ``step`` (the prompt token by token), or ``new_caches`` and a
+    ``caches`` argument (KV-cached attention: one cached forward fills the cache).
+    """
+    if hasattr(model, "prefill") and hasattr(model, "step"):
+        _, state = model.prefill(prompt)
+        return (lambda tok: model.step(tok, state)), state
+    if hasattr(model, "init_state") and hasattr(model, "step"):
+        state = model.init_state(prompt.shape[0])
+        for t in range(prompt.shape[1]):
+            model.step(prompt[:, t], state)
+        return (lambda tok: model.step(tok, state)), state
+    if hasattr(model, "new_caches"):
+        caches = model.new_caches()
+        model(prompt, caches)
+        return (lambda tok: model(tok[None], caches)), caches
+    raise ValueError(f"{type(model).__name__} has neither a recurrent step nor a KV cache.")
+
+
+def _timed(fn: Callable[[], Any], device: str) -> float:
+    _sync(device)
+    t0 = time.perf_counter()
+    fn()
+    _sync(device)
+    return (time.perf_counter() - t0) * 1e3
+
+
 @torch.inference_mode()
 def token_latency(model: torch.nn.Module, context: int, new_tokens: int = 16,
                   device: str = "cpu", seed: int = 0, warmup: int = 2) -> dict[str, float]:
     """Median per-token step time (ms) after a ``context``-token prompt, and the state bytes.
 
     The first ``warmup`` steps after the prompt are run but not timed.
-
-    Works with any model that has either ``init_state``/``step`` (recurrent) or
-    ``new_caches`` and a ``caches`` argument (KV-cached attention).
     """
     g = torch.Generator().manual_seed(seed)
     prompt = torch.randint(0, VOCAB, (1, context), generator=g).to(device)
     nxt = torch.randint(0, VOCAB, (warmup + new_tokens,), generator=g).to(device)
-    times = []
-    if hasattr(model, "init_state"):
-        state = model.init_state(1)
-        for t in range(context):
-            model.step(prompt[:, t], state)
-        for i in range(warmup + new_tokens):
-            _sync(device)
-            t0 = time.perf_counter()
-            model.step(nxt[i : i + 1], state)
-            _sync(device)
-            times.append((time.perf_counter() - t0) * 1e3)
-    elif hasattr(model, "new_caches"):
-        state = model.new_caches()
-        model(prompt, state)
-        for i in range(warmup + new_tokens):
-            _sync(device)
-            t0 = time.perf_counter()
-            model(nxt[i : i + 1][None], state)
-            _sync(device)
-            times.append((time.perf_counter() - t0) * 1e3)
-    else:
-        raise ValueError(f"{type(model).__name__} has neither a recurrent step nor a KV cache.")
+    step, state = start_decoding(model, prompt)
+    times = [_timed(partial(step, nxt[i : i + 1]), device) for i in range(warmup + new_tokens)]
     return {"token_ms": statistics.median(times[warmup:]),
             "state_bytes": float(_tensor_bytes(state))}
 
 
+@torch.inference_mode()
 def run_inference(families: Sequence[str], contexts: Sequence[int] = (128, 512, 2048),
                   *, dim: int = 64, depth: int = 2, new_tokens: int = 16, device: str = "cpu",
-                  progress: Callable[[str], None] | None = None) -> dict[str, Any]:
-    """Per-token latency and state memory of each family at each context length.
+                  warmup: int = 2, progress: Callable[[str], None] | None = None
+                  ) -> dict[str, Any]:
+    """Per-token latency, state memory and prompt time of each family at each context length.
+
+    Every (family, context) pair first consumes its prompt (timed once: ``prefill_ms``); then
+    the pairs decode in interleaved rounds — one token each per round, the order rotated every
+    round — so that a drift of the machine's speed hits all pairs alike, and ``token_ms`` is
+    the median over ``new_tokens`` rounds (after ``warmup`` untimed ones).
 
     Returns:
-        per family ``{label, params, contexts, token_ms, state_mib}`` and the fitted growth
-        exponent of ``token_ms`` and ``state_mib`` against the context.
+        per family ``{label, params, contexts, token_ms, state_mib, prefill_ms}`` and the fitted
+        growth exponents of ``token_ms``, ``state_mib`` and ``prefill_ms`` against the context.
     """
     if not families or not contexts:
         raise ValueError("run_inference needs families and context lengths.")
     out: dict[str, Any] = {"dim": dim, "depth": depth, "new_tokens": new_tokens,
-                           "device": device, "contexts": list(contexts), "families": {}}
+                           "device": device, "contexts": list(contexts), "families": {},
+                           "interleaved": True}
     models = {f: build_lm(f, dim, depth, device).eval() for f in families}
+    g = torch.Generator().manual_seed(0)
+    steppers: dict[tuple[str, int], Callable[[torch.Tensor], Any]] = {}
     for f, m in models.items():
-        out["families"][f] = {"label": get_family(f).label,
-                              "params": sum(p.numel() for p in m.parameters()),
-                              "contexts": [], "token_ms": [], "state_mib": []}
-    for ctx in contexts:  # families interleaved at each length
+        rec = out["families"][f] = {"label": get_family(f).label,
+                                    "params": sum(p.numel() for p in m.parameters()),
+                                    "contexts": list(contexts), "token_ms": [],
+                                    "state_mib": [], "prefill_ms": []}
+    warm = torch.randint(0, VOCAB, (1, 8), generator=g).to(device)
+    for m in models.values():  # first calls (kernel compilation, allocator) are not timed
+        start_decoding(m, warm)[0](warm[:, 0])
+    for ctx in contexts:
+        prompt = torch.randint(0, VOCAB, (1, ctx), generator=g).to(device)
         for f, m in models.items():
-            r = token_latency(m, ctx, new_tokens, device)
+            _sync(device)
+            t0 = time.perf_counter()
+            steppers[f, ctx], state = start_decoding(m, prompt)
+            _sync(device)
+            ms = (time.perf_counter() - t0) * 1e3
             rec = out["families"][f]
-            rec["contexts"].append(ctx)
-            rec["token_ms"].append(r["token_ms"])
-            rec["state_mib"].append(r["state_bytes"] / 2**20)
+            rec["prefill_ms"].append(ms)
+            rec["state_mib"].append(_tensor_bytes(state) / 2**20)
             if progress:
-                progress(f"inference {f} context {ctx}: {r['token_ms']:.2f} ms/token, state "
-                         f"{r['state_bytes'] / 2**10:.1f} KiB")
-    out["exponents"] = {f: {k: fit_exponent(r["contexts"], r[k]) for k in ("token_ms",
-                                                                           "state_mib")}
+                progress(f"inference {f} prompt {ctx}: {ms / 1e3:.2f} s")
+    pairs = list(steppers)
+    tokens = torch.randint(0, VOCAB, (warmup + new_tokens,), generator=g).to(device)
+    times: dict[tuple[str, int], list[float]] = {p: [] for p in pairs}
+    for r in range(warmup + new_tokens):
+        k = r % len(pairs)
+        token = tokens[r : r + 1]
+        for pair in pairs[k:] + pairs[:k]:
+            ms = _timed(partial(steppers[pair], token), device)
+            if r >= warmup:
+                times[pair].append(ms)
+    for f, rec in out["families"].items():
+        rec["token_ms"] = [statistics.median(times[f, ctx]) for ctx in contexts]
+        if progress:
+            progress(f"inference {f}: " + ", ".join(
+                f"{c}: {t:.2f}" for c, t in zip(contexts, rec["token_ms"], strict=True))
+                + " ms/token")
+    out["exponents"] = {f: {k: fit_exponent(r["contexts"], r[k])
+                            for k in ("token_ms", "state_mib", "prefill_ms")}
                         for f, r in out["families"].items()}
     return out
 
 
-__all__ = ["run_inference", "token_latency"]
+__all__ = ["run_inference", "start_decoding", "token_latency"]

@@ -69,14 +69,20 @@ def complexity_png(c: Mapping[str, Any]) -> bytes:
 
 def inference_png(i: Mapping[str, Any]) -> bytes:
     plt = _plt()
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.6))
+    prompt = all("prefill_ms" in r for r in i["families"].values())  # older results lack it
+    fig, axes = plt.subplots(1, 3 if prompt else 2, figsize=(13.5 if prompt else 9, 3.6))
     for f, r in i["families"].items():
         _loglog(axes[0], r["contexts"], r["token_ms"], r["label"],
                 i["exponents"][f]["token_ms"])
         _loglog(axes[1], r["contexts"], [v * 1024 for v in r["state_mib"]], r["label"],
                 i["exponents"][f]["state_mib"])
+        if prompt:
+            _loglog(axes[2], r["contexts"], r["prefill_ms"], r["label"],
+                    i["exponents"][f].get("prefill_ms"))
     axes[0].set(xlabel="context length", title="per-token generation latency (ms)")
     axes[1].set(xlabel="context length", title="state / KV cache (KiB)")
+    if prompt:
+        axes[2].set(xlabel="context length", title="prompt (prefill) time (ms)")
     for ax in axes:
         ax.grid(alpha=0.3, which="both")
         ax.legend(fontsize=7)
@@ -149,14 +155,17 @@ def _complexity_rows(c: Mapping[str, Any]) -> tuple[list[str], list[list[str]]]:
 
 def _inference_rows(i: Mapping[str, Any]) -> tuple[list[str], list[list[str]]]:
     fams = list(i["families"])
-    header = ["context"] + [f"{i['families'][f]['label']} {k}" for f in fams
-                            for k in ("ms/token", "state KiB")]
+    prompt = all("prefill_ms" in i["families"][f] for f in fams)
+    keys = ("ms/token", "state KiB", "prompt s") if prompt else ("ms/token", "state KiB")
+    header = ["context"] + [f"{i['families'][f]['label']} {k}" for f in fams for k in keys]
     rows = []
     for j, ctx in enumerate(i["contexts"]):
         row = [str(ctx)]
         for f in fams:
             r = i["families"][f]
             row += [f"{r['token_ms'][j]:.2f}", f"{r['state_mib'][j] * 1024:.0f}"]
+            if prompt:
+                row.append(f"{r['prefill_ms'][j] / 1e3:.2f}")
         rows.append(row)
     return header, rows
 

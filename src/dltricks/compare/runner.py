@@ -61,8 +61,9 @@ class CompareProfile:
 
 PROFILES: dict[str, CompareProfile] = {
     "smoke": CompareProfile(64, 256, 5.0, 1, (32, 64), 4, "smoke"),
-    "quick": CompareProfile(256, 16384, 20.0, 2, (128, 512, 2048, 8192), 16, "quick"),
-    "full": CompareProfile(256, 65536, 90.0, 3, (128, 512, 2048, 8192, 16384), 32, "full"),
+    "quick": CompareProfile(256, 16384, 20.0, 2, (128, 512, 2048, 8192, 32768), 32, "quick"),
+    "full": CompareProfile(256, 65536, 90.0, 3, (128, 512, 2048, 8192, 32768, 65536), 64,
+                           "full"),
 }
 
 

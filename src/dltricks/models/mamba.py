@@ -106,6 +106,10 @@ class MambaLayer(nn.Module):
     def step(self, h: Tensor, state: MambaState) -> Tensor:
         return h + self.mixer.step(self.norm(h), state)
 
+    def prefill(self, h: Tensor) -> tuple[Tensor, MambaState]:
+        out, state = self.mixer.prefill(self.norm(h))
+        return h + out, state
+
 
 class AttentionLayer(nn.Module):
     """Pre-norm residual self-attention layer of a hybrid stack (Jamba's attention layer):
@@ -151,6 +155,10 @@ class AttentionLayer(nn.Module):
 
     def step(self, h: Tensor, cache: KVCache) -> Tensor:
         return self.forward(h[:, None], cache)[:, 0]
+
+    def prefill(self, h: Tensor) -> tuple[Tensor, KVCache]:
+        cache = KVCache()
+        return self.forward(h, cache), cache
 
 
 class MambaBackbone(nn.Module):
@@ -306,16 +314,30 @@ class MambaLM(_ExitOptions, nn.Module):
             h = layer.step(h, state)
         return self._logits(h)
 
+    def prefill(self, tokens: Tensor) -> tuple[Tensor, list[LayerState]]:
+        """The prompt (B, L) in one parallel pass: logits (B, L, V) at full depth, and the
+        per-layer states that L calls of :meth:`step` from :meth:`init_state` would leave
+        (Mamba layers: the scan's last state and the last conv inputs; attention layers: the
+        filled KV cache)."""
+        if tokens.dim() != 2 or tokens.shape[1] < 1:
+            raise ValueError(f"tokens must be (batch, length >= 1), got {tuple(tokens.shape)}.")
+        h = self.backbone.embeddings(tokens)
+        states: list[LayerState] = []
+        for layer in self.backbone.layers:
+            h, state = layer.prefill(h)
+            states.append(state)
+        return self._logits(h), states
+
     @torch.no_grad()
     def generate(self, prompt: Tensor, max_new_tokens: int, temperature: float = 0.0,
                  top_k: int | None = None, generator: torch.Generator | None = None) -> Tensor:
-        """Continues ``prompt`` (B, L0) by ``max_new_tokens`` tokens with the recurrent step:
-        greedy when ``temperature`` is 0, else sampling (optionally from the top k)."""
+        """Continues ``prompt`` (B, L0) by ``max_new_tokens`` tokens: the prompt in one parallel
+        pass (:meth:`prefill`), then the recurrent step per new token; greedy when
+        ``temperature`` is 0, else sampling (optionally from the top k)."""
         if prompt.dim() != 2 or prompt.shape[1] < 1:
             raise ValueError(f"prompt must be (batch, length >= 1), got {tuple(prompt.shape)}.")
-        states = self.init_state(prompt.shape[0])
-        for t in range(prompt.shape[1]):
-            logits = self.step(prompt[:, t], states)
+        logits, states = self.prefill(prompt)
+        logits = logits[:, -1]
         out = [prompt]
         for _ in range(max_new_tokens):
             if temperature <= 0:

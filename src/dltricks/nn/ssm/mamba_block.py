@@ -100,18 +100,34 @@ class MambaBlock(nn.Module):
         dt, b, c = self.x_proj(x).split([self.dt_rank, self.d_state, self.d_state], dim=-1)
         return dt @ self.dt_proj.weight.T, b, c
 
-    def forward(self, h: Tensor) -> Tensor:
-        """(B, L, M) → (B, L, M)."""
+    def _mix(self, h: Tensor, keep_state: bool) -> tuple[Tensor, MambaState | None]:
         length = h.shape[1]
-        x, z = self.in_proj(h).transpose(1, 2).chunk(2, dim=1)  # (B, E, L) each
-        x = F.silu(self.conv1d(x)[..., :length])  # causal: drop the right padding
+        x_in, z = self.in_proj(h).transpose(1, 2).chunk(2, dim=1)  # (B, E, L) each
+        x = F.silu(self.conv1d(x_in)[..., :length])  # causal: drop the right padding
         dt, b, c = self._split_ssm_params(x.transpose(1, 2))  # (B, L, E), (B, L, N), (B, L, N)
-        y = selective_scan(
+        out = selective_scan(
             x, dt.transpose(1, 2), -torch.exp(self.A_log.float()), b.transpose(1, 2),
             c.transpose(1, 2), self.D.float(), z, delta_bias=self.dt_proj.bias.float(),
-            delta_softplus=True, backend=self.scan_backend,
-        )  # (B, E, L)
-        return self.out_proj(y.transpose(1, 2))
+            delta_softplus=True, return_last_state=keep_state, backend=self.scan_backend,
+        )  # (B, E, L) [, (B, E, N)]
+        if not keep_state:
+            return self.out_proj(out.transpose(1, 2)), None
+        y, last = out
+        # the step's conv state is the last K conv inputs (zeros before the first token)
+        conv = F.pad(x_in, (max(0, self.d_conv - length), 0))[..., -self.d_conv:]
+        return self.out_proj(y.transpose(1, 2)), MambaState(conv.contiguous(), last.float())
+
+    def forward(self, h: Tensor) -> Tensor:
+        """(B, L, M) → (B, L, M)."""
+        return self._mix(h, keep_state=False)[0]
+
+    def prefill(self, h: Tensor) -> tuple[Tensor, MambaState]:
+        """:meth:`forward` on a prompt (B, L, M) from the zero state, and the state after its
+        last token — what L calls of :meth:`step` would leave, in one parallel pass (the scan's
+        ``return_last_state``), as mamba-ssm does for the prompt before decoding."""
+        out, state = self._mix(h, keep_state=True)
+        assert state is not None
+        return out, state
 
     def init_state(self, batch: int, device=None, dtype=None) -> MambaState:
         return MambaState(
