@@ -45,17 +45,12 @@ def start_decoding(model: torch.nn.Module, prompt: torch.Tensor
     """Consumes ``prompt`` (1, L) and returns ``(step, state)``: ``step(token)`` decodes one
     more token (a (1,) tensor) and ``state`` is what the model carries between steps.
 
-    Works with any model that has ``prefill`` + ``step`` (Mamba: the prompt in one parallel
-    pass), ``init_state`` + ``step`` (the prompt token by token), or ``new_caches`` and a
-    ``caches`` argument (KV-cached attention: one cached forward fills the cache).
+    Works with any model that has ``prefill`` + ``step`` (Mamba and the hybrid: the prompt in
+    one parallel pass, then the recurrent step) or ``new_caches`` and a ``caches`` argument
+    (KV-cached attention: one cached forward fills the cache).
     """
     if hasattr(model, "prefill") and hasattr(model, "step"):
         _, state = model.prefill(prompt)
-        return (lambda tok: model.step(tok, state)), state
-    if hasattr(model, "init_state") and hasattr(model, "step"):
-        state = model.init_state(prompt.shape[0])
-        for t in range(prompt.shape[1]):
-            model.step(prompt[:, t], state)
         return (lambda tok: model.step(tok, state)), state
     if hasattr(model, "new_caches"):
         caches = model.new_caches()
@@ -64,12 +59,13 @@ def start_decoding(model: torch.nn.Module, prompt: torch.Tensor
     raise ValueError(f"{type(model).__name__} has neither a recurrent step nor a KV cache.")
 
 
-def _timed(fn: Callable[[], Any], device: str) -> float:
+def _timed(fn: Callable[[], Any], device: str) -> tuple[float, Any]:
+    """(milliseconds, result) of one call of ``fn``."""
     _sync(device)
     t0 = time.perf_counter()
-    fn()
+    result = fn()
     _sync(device)
-    return (time.perf_counter() - t0) * 1e3
+    return (time.perf_counter() - t0) * 1e3, result
 
 
 @torch.inference_mode()
@@ -83,7 +79,8 @@ def token_latency(model: torch.nn.Module, context: int, new_tokens: int = 16,
     prompt = torch.randint(0, VOCAB, (1, context), generator=g).to(device)
     nxt = torch.randint(0, VOCAB, (warmup + new_tokens,), generator=g).to(device)
     step, state = start_decoding(model, prompt)
-    times = [_timed(partial(step, nxt[i : i + 1]), device) for i in range(warmup + new_tokens)]
+    times = [_timed(partial(step, nxt[i : i + 1]), device)[0]
+             for i in range(warmup + new_tokens)]
     return {"token_ms": statistics.median(times[warmup:]),
             "state_bytes": float(_tensor_bytes(state))}
 
@@ -113,21 +110,17 @@ def run_inference(families: Sequence[str], contexts: Sequence[int] = (128, 512, 
     g = torch.Generator().manual_seed(0)
     steppers: dict[tuple[str, int], Callable[[torch.Tensor], Any]] = {}
     for f, m in models.items():
-        rec = out["families"][f] = {"label": get_family(f).label,
-                                    "params": sum(p.numel() for p in m.parameters()),
-                                    "contexts": list(contexts), "token_ms": [],
-                                    "state_mib": [], "prefill_ms": []}
+        out["families"][f] = {"label": get_family(f).label,
+                              "params": sum(p.numel() for p in m.parameters()),
+                              "contexts": list(contexts), "token_ms": [], "state_mib": [],
+                              "prefill_ms": []}
     warm = torch.randint(0, VOCAB, (1, 8), generator=g).to(device)
     for m in models.values():  # first calls (kernel compilation, allocator) are not timed
         start_decoding(m, warm)[0](warm[:, 0])
     for ctx in contexts:
         prompt = torch.randint(0, VOCAB, (1, ctx), generator=g).to(device)
         for f, m in models.items():
-            _sync(device)
-            t0 = time.perf_counter()
-            steppers[f, ctx], state = start_decoding(m, prompt)
-            _sync(device)
-            ms = (time.perf_counter() - t0) * 1e3
+            ms, (steppers[f, ctx], state) = _timed(partial(start_decoding, m, prompt), device)
             rec = out["families"][f]
             rec["prefill_ms"].append(ms)
             rec["state_mib"].append(_tensor_bytes(state) / 2**20)
@@ -140,7 +133,7 @@ def run_inference(families: Sequence[str], contexts: Sequence[int] = (128, 512, 
         k = r % len(pairs)
         token = tokens[r : r + 1]
         for pair in pairs[k:] + pairs[:k]:
-            ms = _timed(partial(steppers[pair], token), device)
+            ms = _timed(partial(steppers[pair], token), device)[0]
             if r >= warmup:
                 times[pair].append(ms)
     for f, rec in out["families"].items():
