@@ -43,11 +43,14 @@ def _png(fig) -> bytes:
     return buf.getvalue()
 
 
-def _loglog(ax, xs, ys, label: str, exponent: float | None) -> None:
+def _loglog(ax, xs, ys, label: str, exponent: float | None) -> str | None:
+    """Plots the positive points on log-log axes; returns the line's colour (None: no points)."""
     pts = [(x, y) for x, y in zip(xs, ys, strict=True) if y is not None and y > 0]
-    if pts:
-        lab = label + (f" (∝ L^{exponent:.2f})" if exponent is not None else "")
-        ax.loglog([p[0] for p in pts], [p[1] for p in pts], "o-", label=lab, base=2)
+    if not pts:
+        return None
+    lab = label + (f" (∝ L^{exponent:.2f})" if exponent is not None else "")
+    (line,) = ax.loglog([p[0] for p in pts], [p[1] for p in pts], "o-", label=lab, base=2)
+    return line.get_color()
 
 
 def complexity_png(c: Mapping[str, Any]) -> bytes:
@@ -56,11 +59,13 @@ def complexity_png(c: Mapping[str, Any]) -> bytes:
     titles = {"fwd_ms": "forward (ms)", "fwd_bwd_ms": "forward + backward (ms)",
               "peak_mib": "peak memory, fwd+bwd (MiB)"}
     for ax, (key, title) in zip(axes, titles.items(), strict=True):
-        for f, r in c["families"].items():
-            _loglog(ax, r["lengths"], r[key], r["label"], c["exponents"][f][key])
-        for x in c.get("crossover", {}).values():
+        colours = {f: _loglog(ax, r["lengths"], r[key], r["label"], c["exponents"][f][key])
+                   for f, r in c["families"].items()}
+        for f, x in c.get("crossover", {}).items():  # Mamba cheaper than family f from here
             if x.get(key):
-                ax.axvline(x[key], color="gray", ls="--", lw=0.8)
+                ax.axvline(x[key], color=colours.get(f) or "gray", ls="--", lw=0.8)
+                ax.annotate(f" {x[key]:.0f}", (x[key], 0.02), xycoords=("data", "axes fraction"),
+                            ha="left", va="bottom", fontsize=7, color=colours.get(f) or "gray")
         ax.set(xlabel="sequence length L", title=title)
         ax.grid(alpha=0.3, which="both")
         ax.legend(fontsize=7)
