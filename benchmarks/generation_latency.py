@@ -46,13 +46,16 @@ import platform
 import statistics
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
-import numpy as np
 import torch
 
+from dltricks.compare.inference import start_decoding
+from dltricks.compare.measure import fit_exponent, interleaved_ms, timed_call
 from dltricks.models.mamba import MambaLM
 from dltricks.models.transformer import TransformerLM
+from dltricks.nn import KVCache
 
 VOCAB, DIM, LAYERS, HEADS = 256, 256, 4, 4
 
@@ -66,32 +69,19 @@ def build() -> dict[str, torch.nn.Module]:
 
 
 class Session:
-    """One model's generation state: prefill once, then one token per :meth:`step`."""
+    """One model's greedy generation: prefill once, then one token per :meth:`step`."""
 
-    def __init__(self, name: str, model: torch.nn.Module, context: torch.Tensor) -> None:
-        self.name, self.model = name, model
-        if name == "mamba":  # the prompt in one parallel pass, then the recurrent step
-            logits, self.states = model.prefill(context)
-            logits = logits[:, -1]
-        else:
-            self.caches = model.new_caches()
-            logits = model(context, self.caches)[:, -1]
+    def __init__(self, model: torch.nn.Module, context: torch.Tensor) -> None:
+        self._step, self.state, logits = start_decoding(model, context)
         self.next = logits.argmax(-1)  # (B,)
 
     def step(self) -> None:
-        if self.name == "mamba":
-            logits = self.model.step(self.next, self.states)
-        else:
-            logits = self.model(self.next[:, None], self.caches)[:, -1]
-        self.next = logits.argmax(-1)
+        self.next = self._step(self.next).argmax(-1)
 
     @property
     def cached(self) -> int:
-        return -1 if self.name == "mamba" else self.caches[0].length
-
-
-def slope(xs: list[float], ys: list[float]) -> float:
-    return float(np.polyfit(np.log(xs), np.log(ys), 1)[0])
+        """Tokens in the KV cache (-1 for a recurrent state)."""
+        return self.state[0].length if isinstance(self.state[0], KVCache) else -1
 
 
 def main() -> None:
@@ -116,23 +106,14 @@ def main() -> None:
             gen = torch.Generator().manual_seed(ctx)
             context = torch.randint(0, VOCAB, (1, ctx), generator=gen)
             for name, model in models.items():
-                t0 = time.perf_counter()
-                sessions[name, ctx] = Session(name, model, context)
-                prefill_s[name, ctx] = time.perf_counter() - t0
+                ms, sessions[name, ctx] = timed_call(partial(Session, model, context))
+                prefill_s[name, ctx] = ms / 1e3
                 print(f"prefilled {name} with {ctx} tokens in {prefill_s[name, ctx]:.1f} s",
                       flush=True)
         torch.set_num_threads(args.threads)
-        for _ in range(args.warmup):
-            for s in sessions.values():
-                s.step()
-        keys = list(sessions)
-        times: dict[tuple[str, int], list[float]] = {k: [] for k in keys}
         load = [os.getloadavg()[0]]
-        for i in range(args.new_tokens):
-            for k in keys[i % len(keys):] + keys[:i % len(keys)]:
-                t0 = time.perf_counter()
-                sessions[k].step()
-                times[k].append(1e3 * (time.perf_counter() - t0))
+        times = interleaved_ms({k: s.step for k, s in sessions.items()}, args.new_tokens,
+                               warmup=args.warmup)
         load.append(os.getloadavg()[0])
         for ctx in args.contexts:
             row = {"context": ctx,
@@ -150,8 +131,8 @@ def main() -> None:
         med = [r[name]["median_ms"] for r in rows]
         extra = [m - med[0] for m in med[1:]]
         fits[name] = {
-            "exponent": slope(ctxs, med) if len(rows) > 1 else None,
-            "exponent_context_part": (slope(ctxs[1:], extra)
+            "exponent": fit_exponent(ctxs, med, tail=len(ctxs)),
+            "exponent_context_part": (fit_exponent(ctxs[1:], extra, tail=len(extra))
                                       if len(rows) > 2 and min(extra) > 0 else None),
             "ratio_last_over_first": med[-1] / med[0]}
     print(f"\n| context | {' | '.join(f'{n} ms/token (median [q1–q3])' for n in models)} |")

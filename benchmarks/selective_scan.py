@@ -3,10 +3,10 @@
 Both run in the same process on the same inputs (B=2, D=64, N=16, softplus delta, D skip and
 z gate, as in a Mamba block), forward alone and forward + backward, at growing lengths. After a
 warm-up call of each (which also compiles the kernel), the two alternate for ``--repeats``
-rounds (reference first in even rounds, kernel first in odd ones), so that both see the same
-machine load; a speed-up is the reference's time over the kernel's in the same round, and the
-table shows the median over rounds with the range. Peers outside dltricks (Hugging Face,
-mamba.py) are compared in ``selective_scan_peers.py``.
+rounds (``dltricks.compare.measure.interleaved_ms``: who goes first alternates), so that both
+see the same machine load; a speed-up is the reference's time over the kernel's in the same
+round, and the table shows the median over rounds with the range. Peers outside dltricks
+(Hugging Face, mamba.py) are compared in ``selective_scan_peers.py``.
 
 Usage:
     python benchmarks/selective_scan.py [--lengths 256 1024 4096] [--repeats 5] [--threads 2]
@@ -26,6 +26,7 @@ from pathlib import Path
 
 import torch
 
+from dltricks.compare.measure import interleaved_ms
 from dltricks.nn.ssm import selective_scan
 
 
@@ -41,20 +42,6 @@ def inputs(length: int, batch: int = 2, dim: int = 64, state: int = 16) -> dict:
         "z": torch.randn(batch, dim, length, generator=g),
         "delta_bias": torch.randn(dim, generator=g) * 0.1,
     }
-
-
-def interleaved(fns: dict, repeats: int) -> dict[str, list[float]]:
-    """Seconds per call of each function, alternating their order round by round."""
-    for fn in fns.values():
-        fn()  # warm-up
-    names = list(fns)
-    times: dict[str, list[float]] = {n: [] for n in names}
-    for r in range(repeats):
-        for n in names if r % 2 == 0 else names[::-1]:
-            t0 = time.perf_counter()
-            fns[n]()
-            times[n].append(time.perf_counter() - t0)
-    return times
 
 
 def main() -> None:
@@ -82,10 +69,10 @@ def main() -> None:
                     def fn(b=backend, x=leaf):
                         selective_scan(**x, delta_softplus=True, backend=b).sum().backward()
                 fns[backend] = fn
-            times = interleaved(fns, args.repeats)
+            times = interleaved_ms(fns, args.repeats, warmup=1)  # warm-up compiles the kernel
             ratios = [r / c for r, c in zip(times["ref"], times["cpu"], strict=True)]
             for backend, ts in times.items():
-                row[f"{backend}_{mode}_ms"] = 1e3 * min(ts)
+                row[f"{backend}_{mode}_ms"] = min(ts)
             row[f"speedup_{mode}"] = statistics.median(ratios)
             row[f"speedup_{mode}_range"] = [min(ratios), max(ratios)]
         rows.append(row)

@@ -67,9 +67,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import numpy as np
 import torch
 
+from dltricks.compare.measure import fit_exponent
 from dltricks.nn.ssm import selective_scan
 from dltricks.nn.ssm.mamba_block import MambaBlock
 
@@ -178,10 +178,9 @@ class Case:
 
 
 def fitted_exponent(points: dict[int, float]) -> float | None:
-    pts = sorted((n, v) for n, v in points.items() if v and v > 0)
-    if len(pts) < 2:
-        return None
-    return float(np.polyfit(np.log([p[0] for p in pts]), np.log([p[1] for p in pts]), 1)[0])
+    """Growth exponent over every measured length ({length: value})."""
+    lengths = sorted(points)
+    return fit_exponent(lengths, [points[n] for n in lengths], tail=len(lengths))
 
 
 def predict(points: dict[int, float], length: int, default_exp: float = 1.0) -> float | None:

@@ -16,8 +16,10 @@ def test_decoding_after_the_prompt_equals_the_full_forward(family):
     tokens = torch.randint(0, VOCAB, (1, 9))
     with torch.inference_mode():
         full = model(tokens)
-        step, _ = start_decoding(model, tokens[:, :8])
+        step, _, after_prompt = start_decoding(model, tokens[:, :8])
         nxt = step(tokens[0, 8:9])
+    assert nxt.shape == after_prompt.shape == (1, VOCAB)
+    torch.testing.assert_close(after_prompt[0], full[0, 7], rtol=1e-4, atol=1e-5)
     torch.testing.assert_close(nxt.reshape(-1), full[0, 8], rtol=1e-4, atol=1e-5)
 
 

@@ -6,7 +6,14 @@ import pytest
 import torch
 
 from dltricks.compare.claims import CLAIMS, evaluate_claims
-from dltricks.compare.measure import crossover, fit_exponent, peak_bytes, time_ms
+from dltricks.compare.measure import (
+    crossover,
+    fit_exponent,
+    interleaved_ms,
+    peak_bytes,
+    time_ms,
+    timed_call,
+)
 
 
 def test_fit_exponent_recovers_power_laws_over_the_tail():
@@ -24,6 +31,18 @@ def test_crossover_interpolates_in_log_space():
     assert crossover(xs, a, b) == pytest.approx(math.sqrt(8), rel=1e-6)
     assert crossover(xs, [1, 1, 1, 1], b) == 1.0  # below from the start
     assert crossover(xs, [100] * 4, b) is None  # never below
+
+
+def test_interleaved_rounds_rotate_the_order_and_skip_the_warmup():
+    calls = []
+    fns = {k: (lambda k=k: calls.append(k)) for k in "abc"}
+    times = interleaved_ms(fns, rounds=3, warmup=1)
+    assert calls == list("abc" "bca" "cab" "abc")  # round r starts at the r-th function
+    assert {k: len(v) for k, v in times.items()} == {"a": 3, "b": 3, "c": 3}
+    assert all(t >= 0 for v in times.values() for t in v)
+    assert timed_call(lambda: 42)[1] == 42
+    with pytest.raises(ValueError, match="rounds must be >= 1"):
+        interleaved_ms(fns, rounds=0)
 
 
 def test_time_and_peak_memory_measure_real_work():

@@ -13,7 +13,6 @@ the whole cache). The prompt's time is recorded too (``prefill_ms``).
 from __future__ import annotations
 
 import statistics
-import time
 from collections.abc import Callable, Sequence
 from functools import partial
 from typing import Any
@@ -22,7 +21,7 @@ import torch
 
 from dltricks.compare.complexity import VOCAB, build_lm
 from dltricks.compare.families import get_family
-from dltricks.compare.measure import fit_exponent
+from dltricks.compare.measure import fit_exponent, interleaved_ms, timed_call
 
 
 def _tensor_bytes(obj: Any) -> int:
@@ -35,37 +34,24 @@ def _tensor_bytes(obj: Any) -> int:
     return 0
 
 
-def _sync(device: str) -> None:
-    if device == "cuda":
-        torch.cuda.synchronize()
-
-
 def start_decoding(model: torch.nn.Module, prompt: torch.Tensor
-                   ) -> tuple[Callable[[torch.Tensor], Any], Any]:
-    """Consumes ``prompt`` (1, L) and returns ``(step, state)``: ``step(token)`` decodes one
-    more token (a (1,) tensor) and ``state`` is what the model carries between steps.
+                   ) -> tuple[Callable[[torch.Tensor], torch.Tensor], Any, torch.Tensor]:
+    """Consumes ``prompt`` (B, L); returns ``(step, state, logits)``: ``step(token)`` decodes
+    one more token per sequence ((B,) → next-token logits (B, V)), ``state`` is what the model
+    carries between steps, ``logits`` (B, V) predict the token after the prompt.
 
     Works with any model that has ``prefill`` + ``step`` (Mamba and the hybrid: the prompt in
     one parallel pass, then the recurrent step) or ``new_caches`` and a ``caches`` argument
     (KV-cached attention: one cached forward fills the cache).
     """
     if hasattr(model, "prefill") and hasattr(model, "step"):
-        _, state = model.prefill(prompt)
-        return (lambda tok: model.step(tok, state)), state
+        logits, state = model.prefill(prompt)
+        return (lambda tok: model.step(tok, state)), state, logits[:, -1]
     if hasattr(model, "new_caches"):
         caches = model.new_caches()
-        model(prompt, caches)
-        return (lambda tok: model(tok[None], caches)), caches
+        logits = model(prompt, caches)
+        return (lambda tok: model(tok[:, None], caches)[:, -1]), caches, logits[:, -1]
     raise ValueError(f"{type(model).__name__} has neither a recurrent step nor a KV cache.")
-
-
-def _timed(fn: Callable[[], Any], device: str) -> tuple[float, Any]:
-    """(milliseconds, result) of one call of ``fn``."""
-    _sync(device)
-    t0 = time.perf_counter()
-    result = fn()
-    _sync(device)
-    return (time.perf_counter() - t0) * 1e3, result
 
 
 @torch.inference_mode()
@@ -77,12 +63,10 @@ def token_latency(model: torch.nn.Module, context: int, new_tokens: int = 16,
     """
     g = torch.Generator().manual_seed(seed)
     prompt = torch.randint(0, VOCAB, (1, context), generator=g).to(device)
-    nxt = torch.randint(0, VOCAB, (warmup + new_tokens,), generator=g).to(device)
-    step, state = start_decoding(model, prompt)
-    times = [_timed(partial(step, nxt[i : i + 1]), device)[0]
-             for i in range(warmup + new_tokens)]
-    return {"token_ms": statistics.median(times[warmup:]),
-            "state_bytes": float(_tensor_bytes(state))}
+    token = torch.randint(0, VOCAB, (1,), generator=g).to(device)
+    step, state, _ = start_decoding(model, prompt)
+    times = interleaved_ms({"step": partial(step, token)}, new_tokens, warmup, device)["step"]
+    return {"token_ms": statistics.median(times), "state_bytes": float(_tensor_bytes(state))}
 
 
 @torch.inference_mode()
@@ -108,7 +92,8 @@ def run_inference(families: Sequence[str], contexts: Sequence[int] = (128, 512, 
                            "interleaved": True}
     models = {f: build_lm(f, dim, depth, device).eval() for f in families}
     g = torch.Generator().manual_seed(0)
-    steppers: dict[tuple[str, int], Callable[[torch.Tensor], Any]] = {}
+    token = torch.randint(0, VOCAB, (1,), generator=g).to(device)
+    steps: dict[tuple[str, int], Callable[[], torch.Tensor]] = {}
     for f, m in models.items():
         out["families"][f] = {"label": get_family(f).label,
                               "params": sum(p.numel() for p in m.parameters()),
@@ -116,26 +101,18 @@ def run_inference(families: Sequence[str], contexts: Sequence[int] = (128, 512, 
                               "prefill_ms": []}
     warm = torch.randint(0, VOCAB, (1, 8), generator=g).to(device)
     for m in models.values():  # first calls (kernel compilation, allocator) are not timed
-        start_decoding(m, warm)[0](warm[:, 0])
+        start_decoding(m, warm)[0](token)
     for ctx in contexts:
         prompt = torch.randint(0, VOCAB, (1, ctx), generator=g).to(device)
         for f, m in models.items():
-            ms, (steppers[f, ctx], state) = _timed(partial(start_decoding, m, prompt), device)
+            ms, (step, state, _) = timed_call(partial(start_decoding, m, prompt), device)
+            steps[f, ctx] = partial(step, token)
             rec = out["families"][f]
             rec["prefill_ms"].append(ms)
             rec["state_mib"].append(_tensor_bytes(state) / 2**20)
             if progress:
                 progress(f"inference {f} prompt {ctx}: {ms / 1e3:.2f} s")
-    pairs = list(steppers)
-    tokens = torch.randint(0, VOCAB, (warmup + new_tokens,), generator=g).to(device)
-    times: dict[tuple[str, int], list[float]] = {p: [] for p in pairs}
-    for r in range(warmup + new_tokens):
-        k = r % len(pairs)
-        token = tokens[r : r + 1]
-        for pair in pairs[k:] + pairs[:k]:
-            ms = _timed(partial(steppers[pair], token), device)[0]
-            if r >= warmup:
-                times[pair].append(ms)
+    times = interleaved_ms(steps, new_tokens, warmup, device)
     for f, rec in out["families"].items():
         rec["token_ms"] = [statistics.median(times[f, ctx]) for ctx in contexts]
         if progress:

@@ -2,7 +2,8 @@
 
 * Latency: the minimum of ``repeats`` timed calls after ``warmup`` untimed ones (on a shared
   machine noise only adds time, so the minimum is the steadier figure); CUDA work is
-  synchronised before the clock is read.
+  synchronised before the clock is read. To compare several callables, ``interleaved_ms``
+  times them in rotating rounds so that a drifting machine speed hits all alike.
 * Peak memory: on CPU, the torch allocator's peak while the call runs
   (:func:`dltricks.analysis.complexity.peak_memory_of`, from profiler memory events); on CUDA,
   ``torch.cuda.max_memory_allocated`` above what was allocated before the call.
@@ -14,11 +15,14 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Callable, Hashable, Mapping, Sequence
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
+
+K = TypeVar("K", bound=Hashable)
+R = TypeVar("R")
 
 
 def _sync(device: torch.device | str) -> None:
@@ -33,14 +37,37 @@ def time_ms(fn: Callable[[], Any], repeats: int = 3, warmup: int = 1,
         raise ValueError(f"repeats must be >= 1 and warmup >= 0, got {repeats}, {warmup}.")
     for _ in range(warmup):
         fn()
-    best = math.inf
-    for _ in range(repeats):
-        _sync(device)
-        t0 = time.perf_counter()
-        fn()
-        _sync(device)
-        best = min(best, (time.perf_counter() - t0) * 1e3)
-    return best
+    return min(timed_call(fn, device)[0] for _ in range(repeats))
+
+
+def interleaved_ms(fns: Mapping[K, Callable[[], Any]], rounds: int, warmup: int = 0,
+                   device: torch.device | str = "cpu") -> dict[K, list[float]]:
+    """Milliseconds of every timed call of each function, the functions interleaved.
+
+    ``warmup`` untimed rounds, then ``rounds`` timed ones; each round calls every function
+    once, the order rotated by one every round, so that a drift of a shared machine's speed
+    hits all of them alike (compare times or ratios within a round, or medians over rounds).
+    """
+    if rounds < 1 or warmup < 0:
+        raise ValueError(f"rounds must be >= 1 and warmup >= 0, got {rounds}, {warmup}.")
+    keys = list(fns)
+    times: dict[K, list[float]] = {k: [] for k in keys}
+    for r in range(warmup + rounds):
+        k0 = r % len(keys)
+        for k in keys[k0:] + keys[:k0]:
+            ms, _ = timed_call(fns[k], device)
+            if r >= warmup:
+                times[k].append(ms)
+    return times
+
+
+def timed_call(fn: Callable[[], R], device: torch.device | str = "cpu") -> tuple[float, R]:
+    """(milliseconds, result) of one call of ``fn``."""
+    _sync(device)
+    t0 = time.perf_counter()
+    result = fn()
+    _sync(device)
+    return (time.perf_counter() - t0) * 1e3, result
 
 
 def peak_bytes(fn: Callable[[], Any], device: torch.device | str = "cpu") -> int:
@@ -89,4 +116,5 @@ def crossover(xs: Sequence[float], a: Sequence[float | None], b: Sequence[float 
     return float(math.exp(math.log(x0) + t * (math.log(x1) - math.log(x0))))
 
 
-__all__ = ["crossover", "fit_exponent", "peak_bytes", "time_ms"]
+__all__ = ["crossover", "fit_exponent", "interleaved_ms", "peak_bytes", "time_ms",
+           "timed_call"]

@@ -160,11 +160,9 @@ if HAVE_NUMBA:
                             du_o[b, d, t] = g_u
 
 
-def set_threads(n: int) -> int:
+def set_threads(n: int) -> None:
     """Use ``n`` threads (at most numba's pool size) for this thread's kernel launches."""
-    n = max(1, min(int(n), numba.config.NUMBA_NUM_THREADS))
-    numba.set_num_threads(n)
-    return n
+    numba.set_num_threads(max(1, min(int(n), numba.config.NUMBA_NUM_THREADS)))
 
 
 def forward(u, dt, A, Bt, Ct, chunk: int = DEFAULT_CHUNK):
