@@ -1,6 +1,7 @@
 """Parameters and MACs (hand-computed and published), latency, peak memory, ERF, CLI."""
 
 import json
+import time
 
 import pytest
 import torch
@@ -13,6 +14,7 @@ from dltricks.analysis.complexity import (
     layer_costs,
     measure_latency,
     measure_peak_memory,
+    separable_cost,
 )
 from dltricks.analysis.erf import effective_receptive_field, erf_extent
 from dltricks.analysis.report import analyze_model
@@ -52,9 +54,29 @@ def test_stack_of_3x3_versus_7x7_costs():
     assert conv_macs(stack) * 49 == conv_macs(big) * 27
 
 
+class _SleepsInEval(nn.Module):
+    """Sleeps 5 ms per forward in eval mode, 50 ms in training mode; records its calls."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[tuple[bool, bool]] = []
+
+    def forward(self, x):
+        self.calls.append((self.training, torch.is_inference_mode_enabled()))
+        time.sleep(0.005 if not self.training else 0.05)
+        return x
+
+
+def test_latency_times_inference_forwards_in_eval_mode():
+    net = _SleepsInEval().train()
+    ms = measure_latency(net, (1, 3), repeats=3, warmup=1)
+    assert 5.0 <= ms < 45.0  # eval-mode sleeps, not training-mode ones
+    assert net.calls == [(False, True)] * 4 and net.training  # warm-up + 3, mode restored
+    assert measure_latency(net, (1, 3), repeats=2, warmup=0, statistic="min") >= 5.0
+
+
 def test_latency_and_peak_memory_are_measured():
     net = nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), nn.ReLU())
-    assert measure_latency(net, (1, 3, 32, 32), repeats=3, warmup=1) > 0
     peak = measure_peak_memory(net, (1, 3, 32, 32))
     # at least the conv output (16 x 32 x 32 float32) is allocated
     assert peak >= 16 * 32 * 32 * 4
@@ -110,3 +132,22 @@ def test_cli_errors():
     with pytest.raises(ValueError, match="key=value"):
         parse_kwargs(["channels"])
     assert parse_shape("1x3x8") == (1, 3, 8) and parse_kwargs(["d=[1, 2]"]) == {"d": [1, 2]}
+
+
+def test_separable_cost_matches_the_formula_layer_by_layer():
+    model = create_model("small_cnn", in_channels=1, num_classes=10, channels=[32, 64],
+                         blocks_per_stage=2, separable=True)
+    out = separable_cost(model, torch.rand(1, 1, 8, 8))
+    # separable blocks: 32->32 on 8x8, then 32->64 and 64->64 on 4x4 (the first block is full)
+    layers = [(32, 32, 64), (32, 64, 16), (64, 64, 16)]
+    full = [h * cin * cout * 9 for cin, cout, h in layers]
+    sep = [h * cin * 9 + h * cin * cout for cin, cout, h in layers]
+    formula = sum(f * (1 / cout + 1 / 9) for f, (_, cout, _) in zip(full, layers, strict=True))
+    assert out["sep_macs_ratio"] == pytest.approx(sum(sep) / sum(full))
+    assert out["sep_formula"] == pytest.approx(formula / sum(full))
+    assert out["sep_macs_ratio"] == pytest.approx(out["sep_formula"])
+    weights = [cin * 9 + cin * cout for cin, cout, _ in layers]
+    assert out["sep_params_ratio"] == pytest.approx(
+        sum(weights) / sum(cin * cout * 9 for cin, cout, _ in layers))
+    standard = create_model("small_cnn", in_channels=1, num_classes=10, channels=[32, 64])
+    assert separable_cost(standard, torch.rand(1, 1, 8, 8))["sep_macs_ratio"] is None

@@ -2,7 +2,7 @@
 
 import pytest
 
-from dltricks.compare.families import FAMILIES, count_params, model_spec
+from dltricks.models.families import FAMILIES, count_params, model_spec
 
 
 @pytest.mark.parametrize("kind,data", [("lm", {"vocab_size": 16}),

@@ -1,6 +1,7 @@
 """Measurement helpers and the claim rules, on inputs whose answer is known."""
 
 import math
+import time
 
 import pytest
 import torch
@@ -14,6 +15,7 @@ from dltricks.compare.measure import (
     time_ms,
     timed_call,
 )
+from dltricks.utils import timing
 
 
 def test_fit_exponent_recovers_power_laws_over_the_tail():
@@ -33,21 +35,15 @@ def test_crossover_interpolates_in_log_space():
     assert crossover(xs, [100] * 4, b) is None  # never below
 
 
-def test_interleaved_rounds_rotate_the_order_and_skip_the_warmup():
-    calls = []
-    fns = {k: (lambda k=k: calls.append(k)) for k in "abc"}
-    times = interleaved_ms(fns, rounds=3, warmup=1)
-    assert calls == list("abc" "bca" "cab" "abc")  # round r starts at the r-th function
-    assert {k: len(v) for k, v in times.items()} == {"a": 3, "b": 3, "c": 3}
-    assert all(t >= 0 for v in times.values() for t in v)
-    assert timed_call(lambda: 42)[1] == 42
-    with pytest.raises(ValueError, match="rounds must be >= 1"):
-        interleaved_ms(fns, rounds=0)
+def test_the_comparison_times_with_the_one_project_timer():
+    # the timers themselves are tested in tests/utils/test_timing.py
+    assert (interleaved_ms, time_ms, timed_call) == (timing.interleaved_ms, timing.time_ms,
+                                                     timing.timed_call)
+    times = interleaved_ms({"slow": lambda: time.sleep(0.01), "fast": lambda: None}, rounds=2)
+    assert min(times["slow"]) >= 10.0 > max(times["fast"])
 
 
-def test_time_and_peak_memory_measure_real_work():
-    assert time_ms(lambda: torch.randn(100, 100) @ torch.randn(100, 100), repeats=2) > 0
-
+def test_peak_memory_measures_real_work():
     def alloc():
         x = torch.ones(1_000_000)  # 4 MB held while y is made
         y = x * 2
@@ -86,11 +82,25 @@ def test_claim_rules_follow_the_measurements():
     assert "L^2.00" in by_id["quadratic"]["evidence"]
     assert by_id["long_sequences"]["verdict"] == "supported"  # 4x cheaper, no accuracy row
     assert by_id["global_context"]["verdict"] == "supported"
-    assert by_id["latency"]["verdict"] == "missing"  # no inference section
-    assert by_id["scale"]["verdict"] == "not measurable here"
+    assert by_id["latency"]["verdict"] == "not measured"  # no inference section
+    assert by_id["scale"]["verdict"] == "not measured"
+    assert by_id["scale"]["evidence"].startswith("not measurable here")
     by_id = {r["id"]: r for r in evaluate_claims(_sections(1.0, 100, 100, "contradicted"))}
     assert by_id["quadratic"]["verdict"] == "contradicted"
     assert by_id["long_sequences"]["verdict"] == "inconclusive"  # equal cost
     assert by_id["global_context"]["verdict"] == "contradicted"
     assert by_id["memory"]["verdict"] == "inconclusive"  # equal memory
     assert {c.id for c in CLAIMS} == {r["id"] for r in evaluate_claims({})}
+
+
+def test_claims_combine_votes_by_the_labs_one_rule():
+    from dltricks.compare.claims import _combine
+    from dltricks.lab.verdicts import combine_verdicts
+
+    for votes in (["supported"], ["supported", "inconclusive"], ["supported", "contradicted"],
+                  ["inconclusive", "insufficient"], ["computed", "supported"]):
+        assert _combine([*votes, "not measured"]) == combine_verdicts(votes)
+    assert _combine(["supported", "contradicted"]) == "conflicting"
+    assert _combine([]) == _combine(["not measured"]) == "not measured"  # nothing measured
+    assert _combine(["premise not met", "premise not met"]) == "premise not met"
+    assert _combine(["premise not met", "supported"]) == "supported"

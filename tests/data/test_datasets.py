@@ -37,6 +37,10 @@ def test_shapes_dtypes_and_label_ranges(name):
             scored = y[y != IGNORE_INDEX]
             assert scored.numel() > 0 and scored.min() >= 0 and scored.max() < s.num_classes
             assert (y != IGNORE_INDEX).any(dim=1).all()  # every sequence has a scored position
+        elif s.vocab_size is not None:  # classification of token sequences (topic_text)
+            assert x.dtype == torch.long and s.spatial_dims == 0
+            assert x.min() >= 0 and x.max() < s.vocab_size
+            assert y.shape == (x.shape[0],) and y.min() >= 0 and y.max() < s.num_classes
         else:
             assert x.dtype == torch.float32 and torch.isfinite(x).all()
             assert len(s.input_shape) == s.spatial_dims + 1

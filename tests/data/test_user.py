@@ -120,8 +120,44 @@ def test_arrays_npz_errors_name_file_and_field(tmp_path, arrays, match):
 
 def test_arrays_corrupt_npz(tmp_path):
     (tmp_path / "junk.npz").write_bytes(b"definitely not a zip file")
-    with pytest.raises(ValueError, match=r"junk\.npz"):
+    with pytest.raises(ValueError, match=r"junk\.npz.*not a zip archive.*numpy\.savez") as err:
         create_dataset("arrays", path=tmp_path / "junk.npz")
+    assert "pickle" not in str(err.value)  # numpy's own message suggests allow_pickle
+
+
+def test_arrays_npy_saved_as_npz_is_named(tmp_path):
+    with (tmp_path / "one.npz").open("wb") as fh:
+        np.save(fh, np.zeros((4, 3)))
+    with pytest.raises(ValueError, match=r"single \.npy array"):
+        create_dataset("arrays", path=tmp_path / "one.npz")
+
+
+def test_labels_with_gaps_warn_and_keep_k(tmp_path):
+    np.savez(tmp_path / "gap.npz", x=np.random.rand(30, 4), y=np.array([0, 1, 1000] * 10))
+    with pytest.warns(UserWarning, match=r"3 distinct labels \(0, 1, 1000\).*1001 classes, "
+                      r"998 of them without samples"):
+        s = create_dataset("arrays", path=tmp_path / "gap.npz")
+    assert s.num_classes == 1001  # never remapped
+
+
+def test_single_class_warns(tmp_path):
+    np.savez(tmp_path / "one.npz", x=np.random.rand(12, 4), y=np.full(12, 3))
+    with pytest.warns(UserWarning, match=r"single class \(3\)"):
+        create_dataset("arrays", path=tmp_path / "one.npz")
+    _image_folder(tmp_path / "imgs", classes=("only",), per_class=4)
+    with pytest.warns(UserWarning, match="single class folder"):
+        create_dataset("image_folder", path=tmp_path / "imgs", fractions=(0.5, 0.5, 0.0))
+
+
+def test_contiguous_labels_do_not_warn(tmp_path, recwarn):
+    np.savez(tmp_path / "ok.npz", x=np.random.rand(30, 4), y=np.arange(30) % 3)
+    create_dataset("arrays", path=tmp_path / "ok.npz")
+    assert not [w for w in recwarn if issubclass(w.category, UserWarning)]
+
+
+def test_unknown_dataset_kwarg_names_allowed_ones():
+    with pytest.raises(ValueError, match=r"'digits' does not take 'bogus_kw'; it takes: fractions"):
+        create_dataset("digits", bogus_kw=1)
 
 
 def test_arrays_csv_errors(tmp_path):
@@ -166,6 +202,14 @@ def test_volumes_happy_path(tmp_path, channels):
     assert s.input_shape == (c, 4, 5, 6) and s.num_classes == 3
     assert s.train.y.shape[1:] == (4, 5, 6) and s.train.y.dtype == torch.long
     assert sum(s.sizes().values()) == 6
+
+
+def test_volumes_with_empty_masks_warn(tmp_path):
+    root = _volumes(tmp_path / "vol")
+    for m in (root / "masks").glob("*.npy"):
+        np.save(m, np.zeros((4, 5, 6), dtype=np.int64))
+    with pytest.warns(UserWarning, match="single label 0"):
+        create_dataset("volumes", path=root)
 
 
 def test_volume_without_mask(tmp_path):

@@ -77,3 +77,38 @@ def test_experiments_reference_real_tips_and_status_is_derived():
 def test_unknown_tip_lists_valid_ids():
     with pytest.raises(ValueError, match="valid ids: arch-match-problem"):
         get_tip("no-such-tip")
+
+
+def test_coverage_asks_the_lab_and_the_comparison_explicitly():
+    from dltricks import coverage
+    from dltricks.compare import claims
+    from dltricks.lab import analyses
+
+    checks = coverage.checks()
+    assert checks == {**analyses.coverage(), **claims.coverage()}
+    assert "compare.quadratic" in checks and "rf_two_3x3" in checks
+    assert "compare.scale" not in checks  # not measurable here: covers nothing
+    lab_only = {r["id"]: r for r in catalog_status()}
+    full = {r["id"]: r for r in coverage.catalog_status()}
+    # a tip that only a comparison claim checks is "analysis" in the full view only
+    only_compare = {t for tips in claims.coverage().values() for t in tips
+                    if lab_only[t]["status"] == "not measured"}
+    assert only_compare
+    for t in only_compare:
+        assert full[t]["status"] == "analysis"
+        assert any(a.startswith("compare.") for a in full[t]["analyses"])
+    counts = coverage.status_counts(list(full.values()))
+    assert sum(counts.values()) == len(TIPS)
+    assert counts["analysis"] == sum(r["status"] == "analysis" for r in full.values())
+
+
+def test_the_lab_catalog_does_not_import_the_comparison():
+    import subprocess
+    import sys
+
+    code = ("import sys; from dltricks.lab.catalog import catalog_status; catalog_status(); "
+            "bad = sorted(m for m in sys.modules if m.startswith(('dltricks.compare', "
+            "'dltricks.cli', 'dltricks.coverage'))); assert not bad, bad")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]

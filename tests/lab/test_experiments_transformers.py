@@ -1,7 +1,9 @@
-"""The Transformer experiments: their measurements on hand-checkable cases, and their recipes."""
+"""The Transformer experiments: the length evaluator on hand-checkable cases, and the recipes.
+
+The loss-spike and scaling measures are tested in tests/analysis (test_stability, test_scaling).
+"""
 
 import math
-import time
 from types import SimpleNamespace
 
 import pytest
@@ -9,43 +11,16 @@ import torch
 from torch import nn
 
 from dltricks.data import create_dataset
-from dltricks.lab.evaluators import length_generalization
+from dltricks.lab.evaluators import EVALUATORS, length_generalization
 from dltricks.lab.experiment import get_experiment
-from dltricks.lab.experiments.transformers import COPY_DATA, COPY_LEN, scaling_costs, spike_stats
+from dltricks.lab.experiments.transformers import COPY_DATA, COPY_LEN
 from dltricks.models import create_model
 from dltricks.train.recipe import recipe_from_dict
+from dltricks.train.run import MetricsLog
 from dltricks.train.trainer import model_kwargs_for
 
 IDS = ("tf_warmup", "tf_prenorm", "tf_positions", "tf_efficient_attention", "tf_dropout",
        "tf_hybrid")
-
-# --------------------------------------------------------------------------- loss spikes
-
-
-def test_spike_stats_on_a_smooth_curve_counts_nothing():
-    out = spike_stats([2.0 - 0.01 * t for t in range(50)])
-    assert out == {"loss_spikes": 0.0, "max_loss_rise": 0.0}
-
-
-def test_spike_stats_counts_one_spike_and_its_rise():
-    losses = [1.0] * 30
-    losses[20] = 2.0  # 2x the trailing median: a spike, 1 nat above the best so far
-    losses[25] = 1.2  # 1.2x: below the 1.25 threshold
-    out = spike_stats(losses)
-    assert out["loss_spikes"] == 1.0
-    assert out["max_loss_rise"] == pytest.approx(1.0)
-
-
-def test_spike_stats_counts_non_finite_steps_as_spikes():
-    losses = [1.0] * 15 + [None, math.nan, math.inf] + [1.0] * 5
-    out = spike_stats(losses)
-    assert out["loss_spikes"] == 3.0 and out["max_loss_rise"] == 0.0
-
-
-def test_spike_stats_ignores_the_first_window():
-    out = spike_stats([1.0, 5.0] + [0.5] * 20)  # the early jump is before the first window
-    assert out["loss_spikes"] == 0.0 and out["max_loss_rise"] == pytest.approx(4.0)
-
 
 # --------------------------------------------------------------------------- length evaluator
 
@@ -108,61 +83,19 @@ def test_positions_experiment_sizes_learned_tables_for_the_training_length():
     assert exp.recipe("none", 0, "quick")["data"]["kwargs"]["seq_len"] == COPY_LEN
 
 
-# --------------------------------------------------------------------------- attention cost
+# --------------------------------------------------------------------------- loss-spike evaluator
 
 
-class RefusesLong(nn.Module):
-    def __init__(self, limit: int) -> None:
-        super().__init__()
-        self.limit = limit
-        self.lin = nn.Linear(1, 1)
-
-    def forward(self, x):
-        if x.shape[-1] > self.limit:
-            raise ValueError("too long")
-        return self.lin(x.transpose(1, 2))
-
-
-def test_scaling_costs_reports_none_where_the_model_refuses_a_length():
-    out = scaling_costs(RefusesLong(100), (50, 200), lambda n: (1, 1, n), repeats=1,
-                        baseline=RefusesLong(1000))
-    assert out["latency_ms_len50"] > 0 and out["peak_mb_len50"] >= 0
-    assert out["latency_ratio_len50"] > 0
-    assert out["latency_ms_len200"] is None and out["peak_mb_len200"] is None
-    assert out["latency_ratio_len200"] is None
-
-
-class Sleeps(nn.Module):
-    def __init__(self, ms: float) -> None:
-        super().__init__()
-        self.ms = ms
-        self.lin = nn.Linear(1, 1)
-
-    def forward(self, x):
-        time.sleep(self.ms / 1e3)
-        return x
-
-
-def test_latency_ratio_against_a_baseline():
-    out = scaling_costs(Sleeps(20), (8,), lambda n: (1, n), repeats=4, budget_ms=200,
-                        memory=False, baseline=Sleeps(10))
-    assert set(out) == {"latency_ms_len8", "latency_ratio_len8"}
-    assert out["latency_ms_len8"] >= 20
-    assert 1.6 < out["latency_ratio_len8"] < 2.2  # 20 ms vs 10 ms (sleep overshoots a little)
-
-
-def test_materialised_attention_holds_the_score_matrix_and_sdpa_does_not():
-    torch.manual_seed(0)
-    n, heads = 512, 2
-    kw = dict(in_channels=1, num_classes=3, dim=16, depth=1, num_heads=heads, patch_size=1,
-              pool="mean")
-    ref = scaling_costs(create_model("transformer_classifier", attention="reference", **kw),
-                        (n,), lambda m: (1, 1, m), repeats=1)
-    fused = scaling_costs(create_model("transformer_classifier", attention="sdpa", **kw),
-                          (n,), lambda m: (1, 1, m), repeats=1)
-    scores_mb = heads * n * n * 4 / 2**20  # (B=1, H, L, L) fp32
-    assert ref["peak_mb_len512"] >= scores_mb
-    assert fused["peak_mb_len512"] < scores_mb
+def test_loss_spikes_evaluator_reads_only_the_runs_training_losses(tmp_path):
+    log = MetricsLog(tmp_path, tensorboard=False)  # the Trainer's own writer
+    for t in range(20):
+        # step 15 diverged (NaN, which the writer stores as the string "nan"): a spike
+        log.write({"split": "train", "step": t, "loss": math.nan if t == 15 else 1.0})
+        if t == 12:
+            log.write({"split": "val", "step": t, "loss": 50.0})  # not a training step
+    log.close()
+    out = EVALUATORS.get("loss_spikes")(SimpleNamespace(run_dir=tmp_path))
+    assert out == {"loss_spikes": 1.0, "max_loss_rise": 0.0}
 
 
 # --------------------------------------------------------------------------- recipes

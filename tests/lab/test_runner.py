@@ -37,15 +37,24 @@ def test_every_experiment_runs_in_smoke(smoke_run):
     assert [r["id"] for r in summary["experiments"]] == ids
     for r in summary["experiments"]:
         assert r["status"] == "complete", (r["id"], r["analysis"]["errors"])
-        assert r["analysis"]["verdict"] == "insufficient"  # one seed: no interval, no claim
+        # one seed: no interval, so no statistical verdict; only exact (computed) comparisons
+        # decide, and a 3-step run may fail its premises (e.g. "learns above chance")
+        assert all(c["verdict"] == "insufficient" or c["kind"] == "computed"
+                   for c in r["analysis"]["comparisons"]), r["id"]
+        exp = next(e for e in list_experiments() if e.id == r["id"])
         for u in r["units"].values():
-            assert u["metrics"]["mean_train_loss"] is not None
+            if exp.unit is None:  # a Trainer run always has a training curve
+                assert u["metrics"]["mean_train_loss"] is not None
+            else:  # a function unit reports its own metrics (untrained arms have no loss)
+                assert u["metrics"] and u["status"] == "ok"
     html = (out / "report.html").read_text()
     for i in ids:
         assert f'id="tip-{i}"' in html
     assert html.count("data:image/png;base64,") == len(ids)
     stored = json.loads((out / "results.json").read_text())
-    assert [s["verdict"] for s in stored["summary"]] == ["insufficient"] * len(ids)
+    assert {s["verdict"] for s in stored["summary"]} <= {
+        "insufficient", "premise not met", "computed", "partly supported", "contradicted",
+        "conflicting"}
     assert (out / "report.md").read_text().count("Reproduce: `dltricks lab run --tips") == len(ids)
 
 
@@ -121,6 +130,7 @@ def test_user_arrays(tmp_path):
     # batchnorm needs images; the MLP experiment runs on the arrays
     assert [r["id"] for r in summary["experiments"]] == ["optimizers"]
     assert summary["experiments"][0]["status"] == "complete"
-    assert summary["experiments"][0]["config"]["recipes"]["sgd"]["data"]["name"] == "arrays"
+    recipes = summary["experiments"][0]["config"]["recipes"]
+    assert recipes and all(r["data"]["name"] == "arrays" for r in recipes.values())
     with pytest.raises(ValueError, match="image folder"):
         data_config(Path(tmp_path / "nope.txt"))

@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 
-from dltricks.models.mamba import MambaLM, load_hf_mamba
+from dltricks.models.mamba import MambaLM
 from dltricks.nn.ssm.mamba_block import MambaBlock
 
 
@@ -102,25 +102,3 @@ def test_mamba_learns_selective_copying_through_the_engine(tmp_path):
     s = Trainer(r, tmp_path / "r", data=data, tensorboard=False).fit()
     chance = 1 / 6  # six data tokens
     assert s["test"]["token_accuracy"] > 3 * chance  # measured 0.72 at 15 epochs
-
-
-def test_loads_a_hugging_face_checkpoint(tmp_path):
-    transformers = pytest.importorskip("transformers")
-    cfg = transformers.MambaConfig(vocab_size=50, hidden_size=32, state_size=8,
-                                   num_hidden_layers=2, expand=2, conv_kernel=4)
-    torch.manual_seed(0)
-    hf = transformers.MambaForCausalLM(cfg).eval()
-    hf.save_pretrained(tmp_path)
-    ours = load_hf_mamba(tmp_path).eval()
-    tokens = torch.randint(0, 50, (2, 17))
-    with torch.no_grad():
-        torch.testing.assert_close(ours(tokens), hf(tokens).logits, rtol=1e-4, atol=1e-4)
-
-
-def test_hf_loading_errors(tmp_path):
-    with pytest.raises(FileNotFoundError, match=r"config\.json"):
-        load_hf_mamba(tmp_path)
-    (tmp_path / "config.json").write_text('{"hidden_size": 8, "vocab_size": 5, '
-                                          '"num_hidden_layers": 1}')
-    with pytest.raises(FileNotFoundError, match=r"No model\.safetensors"):
-        load_hf_mamba(tmp_path)

@@ -7,7 +7,12 @@ import torch
 import torch.nn.functional as F
 
 from dltricks.models import create_model
-from dltricks.models.early_exit import confidence, exit_layer_indices, exit_loss_weights
+from dltricks.models.early_exit import (
+    confidence,
+    exit_layer_indices,
+    exit_loss,
+    exit_loss_weights,
+)
 
 
 def test_exit_placement_and_weights():
@@ -77,7 +82,7 @@ def test_lower_thresholds_use_fewer_layers_and_exits_give_their_own_prediction()
 def test_auxiliary_loss_is_the_weighted_sum_of_the_exit_losses():
     model = _classifier(n_layers=4, exit_layers=[0, 2], exit_loss_weights="linear").train()
     x, y = torch.randn(8, 2, 12), torch.randint(0, 5, (8,))
-    model(x)
+    out = model(x, return_exits=True)
     h = model.embed(x.transpose(1, 2))
     hidden = []
     for layer in model.backbone.layers:
@@ -85,11 +90,10 @@ def test_auxiliary_loss_is_the_weighted_sum_of_the_exit_losses():
         hidden.append(h)
     want = (0.25 * F.cross_entropy(model.exit_heads[0](hidden[0]), y)
             + 0.75 * F.cross_entropy(model.exit_heads[1](hidden[2]), y))
-    torch.testing.assert_close(model.auxiliary_loss(y, F.cross_entropy), want)
-    assert model.auxiliary_loss(y, F.cross_entropy) is None  # used once, then forgotten
+    torch.testing.assert_close(exit_loss(out, y, F.cross_entropy), want)
+    assert isinstance(model(x), torch.Tensor)  # nothing returned (or kept) unless asked
     plain = _classifier().train()
-    plain(x)
-    assert plain.auxiliary_loss(y, F.cross_entropy) is None
+    assert exit_loss(plain(x, return_exits=True), y, F.cross_entropy) is None
 
 
 def test_lm_per_token_exit():
@@ -135,6 +139,6 @@ def test_exit_heads_train_through_the_trainer(tmp_path, monkeypatch):
                    for p, b in zip(t.model.exit_heads.parameters(), before, strict=True))
 
     assert exit_head_change("with_aux") > 0
-    # without the engine's auxiliary-loss hook the exit heads get no gradient at all
-    monkeypatch.setattr(Trainer, "_add_auxiliary_loss", lambda self, loss, target: loss)
+    # without the engine's exit loss the exit heads get no gradient at all
+    monkeypatch.setattr(Trainer, "_exit_loss", lambda self, out, target: None)
     assert exit_head_change("without_aux") == 0

@@ -101,6 +101,7 @@ def test_small_cnn_param_count_hand_computed():
 @pytest.mark.parametrize("downsample", ["maxpool", "stride", "none"])
 @pytest.mark.parametrize("residual", [False, True])
 def test_cnn_on_digits_and_mnist1d_shapes(downsample, residual):
+    torch.manual_seed(0)
     kw = dict(num_classes=10, downsample=downsample, residual=residual, blocks_per_stage=2,
               dropout=0.1, drop_path=0.2 if residual else 0.0)
     digits = create_model("small_cnn", in_channels=1, **kw)
@@ -109,6 +110,22 @@ def test_cnn_on_digits_and_mnist1d_shapes(downsample, residual):
     assert mnist1d(torch.randn(3, 1, 40)).shape == (3, 10)
     feats = mnist1d.stages(torch.randn(3, 1, 40))
     assert feats.shape[-1] == {"maxpool": 10, "stride": 10, "none": 40}[downsample]
+    for model, x in ((digits, torch.randn(3, 1, 8, 8)), (mnist1d, torch.randn(3, 1, 40))):
+        # In train mode drop path may drop a whole residual branch for all 3 samples, leaving its
+        # parameters without gradient by design; in eval mode (dropout and drop path off) every
+        # parameter must be on the path to the logits.
+        model.eval()
+        model(x).square().sum().backward()
+        for name, p in model.named_parameters():
+            assert p.grad is not None and p.grad.abs().sum() > 0, name
+        model.train()  # dropout (and drop path) sample a new mask on every call
+        with torch.no_grad():
+            assert not torch.equal(model(x), model(x))
+        model.eval()  # dropout and drop path off: deterministic, and samples never mix
+        with torch.no_grad():
+            out = model(x)
+            assert torch.equal(out, model(x))
+            assert torch.allclose(out[:1], model(x[:1]), atol=1e-5)
 
 
 def test_cnn_drop_path_rates_increase_linearly():
@@ -193,10 +210,20 @@ def test_small_cnn_head_pooling_options():
 @pytest.mark.parametrize("channels", [[8, 16], [4, 8, 16]])
 @pytest.mark.parametrize("size", [(9, 7), (1, 1), (5, 16), (3, 5, 7), (4, 1, 9)])
 def test_seg_fcn_output_matches_input_size(size, channels):
+    torch.manual_seed(0)
     model = create_model("seg_fcn", in_channels=2, num_classes=3, spatial_dims=len(size),
-                         channels=channels).eval()
+                         channels=channels)
+    x = torch.randn(2, 2, *size, requires_grad=True)
+    model(x).square().sum().backward()  # training mode: gradients reach everything
+    assert x.grad is not None and x.grad.abs().sum() > 0
+    for name, p in model.named_parameters():
+        assert p.grad is not None and torch.isfinite(p.grad).all(), name
+    model.eval()
     with torch.no_grad():
-        assert model(torch.randn(2, 2, *size)).shape == (2, 3, *size)
+        out = model(x)
+        assert out.shape == (2, 3, *size)
+        # eval mode: each image is segmented on its own, whatever else is in the batch
+        assert torch.allclose(out[1:], model(x[1:]), atol=1e-5)
 
 
 def test_seg_fcn_skip_false_removes_the_skip():

@@ -167,10 +167,31 @@ def test_classifier_signal_patches(embed):
 ])
 @pytest.mark.parametrize("position", ["sinusoidal", "learned", "rope", "none"])
 def test_classifier_every_attention_and_position(attention, attn_kwargs, position):
+    torch.manual_seed(0)
     model = create_model("transformer_classifier", in_channels=1, num_classes=5, dim=16,
                          depth=1, num_heads=2, attention=attention, attn_kwargs=attn_kwargs,
                          position=position, max_len=11)
-    assert model(torch.randn(2, 1, 40)).shape == (2, 5)  # 10 patches + CLS
+    x = torch.randn(3, 1, 40, requires_grad=True)
+    out = model(x)
+    assert out.shape == (3, 5)  # 10 patches + CLS
+    # gradients reach the input and every parameter
+    out.square().sum().backward()
+    assert x.grad is not None and x.grad.abs().sum() > 0
+    for name, p in model.named_parameters():
+        assert p.grad is not None and torch.isfinite(p.grad).all(), name
+    model.eval()
+    with torch.no_grad():
+        full = model(x)
+        # samples never mix: each one alone gives its row of the batch
+        alone = torch.cat([model(x[i:i + 1]) for i in range(3)])
+        assert torch.allclose(full, alone, atol=1e-5)
+        if attention in ("sdpa", "reference"):  # global attention is permutation-equivariant
+            perm = torch.tensor([3, 7, 0, 9, 1, 5, 2, 8, 6, 4])
+            shuffled = model(x.view(3, 1, 10, 4)[:, :, perm].reshape(3, 1, 40))
+            if position == "none":  # the CLS token cannot tell the patches' order
+                assert torch.allclose(shuffled, full, atol=1e-5)
+            else:  # positions make the order matter
+                assert not torch.allclose(shuffled, full, atol=1e-4)
 
 
 # --- ViT and hybrid ------------------------------------------------------------------------------

@@ -110,6 +110,18 @@ def test_same_padding_keeps_size(spatial_dims, kernel_size, dilation):
     size = (7, 6, 5)[:spatial_dims]
     block = ConvNormAct(spatial_dims, 2, 4, kernel_size, dilation=dilation).eval()
     assert block(torch.randn(1, 2, *size)).shape == (1, 4, *size)
+    # and the padding is placed as PyTorch's "same" does (left = total // 2): an impulse at
+    # position c reaches exactly the outputs c + left - j * dilation, j = 0 .. k - 1
+    torch.nn.init.constant_(block.conv.weight, 1.0)  # positive taps: no response cancels
+    centre = tuple(n // 2 for n in size)
+    impulse = torch.zeros(1, 2, *size)
+    impulse[(0, 0, *centre)] = 1.0
+    with torch.no_grad():
+        response = (block(impulse) - block(torch.zeros_like(impulse))).abs()
+    reached = response.sum(dim=[0, 1, *range(3, 2 + spatial_dims)]).nonzero().flatten()
+    left = dilation * (kernel_size - 1) // 2
+    expected = sorted(centre[0] + left - j * dilation for j in range(kernel_size))
+    assert reached.tolist() == expected
 
 
 def test_padding_valid_stride_and_int():

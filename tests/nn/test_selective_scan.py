@@ -1,6 +1,8 @@
 """Selective scan: the fused CPU kernel against the plain reference (outputs and gradients),
 long-sequence accuracy, memory of the forward pass, and input errors."""
 
+import threading
+
 import pytest
 import torch
 
@@ -53,10 +55,33 @@ def test_cpu_kernel_matches_reference_outputs_and_gradients(case, chunk):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4, msg=lambda m, n=name: f"{n}: {m}")
 
 
+@pytest.mark.parametrize("drop", ["D", "z", "delta_bias"])
+def test_cpu_kernel_with_d_or_gate_alone_matches_reference(drop):
+    """The kernel fuses the D skip and the SiLU gate: each works without the other."""
+    ins = make_inputs(length=19)
+    del ins[drop]
+    out, last = run(selective_scan, ins, backend="cpu", chunk=8)
+    ref, ref_last = run(selective_scan_ref, ins)
+    torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(last, ref_last, rtol=1e-5, atol=1e-5)
+    g = torch.randn_like(out)
+    for name, a, b in zip(ins, torch.autograd.grad(out, list(ins.values()), g),
+                          torch.autograd.grad(ref, list(ins.values()), g), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4, msg=lambda m, n=name: f"{n}: {m}")
+
+
 @pytest.mark.parametrize("threads", [1, 2])
-def test_kernel_runs_on_and_keeps_torchs_thread_count(threads):
-    """numba's OpenMP layer resets the OpenMP team size torch reads; the scan must not leak that."""
+def test_kernel_runs_on_and_keeps_torchs_thread_count(threads, monkeypatch):
+    """The scan splits its work over torch's thread count and leaves that count alone; at one
+    thread (a lab worker's ``torch.set_num_threads(1)``) it starts no helper thread at all."""
+    monkeypatch.setattr(cpu_scan, "MIN_PARALLEL_WORK", 0)  # split even this small problem
+    parts = []
+    real = cpu_scan._run
+    monkeypatch.setattr(cpu_scan, "_run",
+                        lambda kernel, ranges, args: parts.append(len(ranges)) or
+                        real(kernel, ranges, args))
     before = torch.get_num_threads()
+    helpers = {t.ident for t in threading.enumerate() if t.name.startswith("dltricks-scan")}
     try:
         torch.set_num_threads(threads)
         ins = make_inputs(dim=16, length=50)
@@ -64,12 +89,80 @@ def test_kernel_runs_on_and_keeps_torchs_thread_count(threads):
         assert torch.get_num_threads() == threads  # after the forward
         out.sum().backward()
         assert torch.get_num_threads() == threads  # after the backward
-        numba = cpu_scan.numba
-        assert numba.get_num_threads() == min(threads, numba.config.NUMBA_NUM_THREADS)
+        assert parts == [threads, threads]  # forward, backward
+        if threads == 1:
+            assert {t.ident for t in threading.enumerate()
+                    if t.name.startswith("dltricks-scan")} <= helpers
         ref, _ = run(selective_scan_ref, {k: v.detach().requires_grad_() for k, v in ins.items()})
         torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
     finally:
         torch.set_num_threads(before)
+
+
+def test_scan_starts_no_second_threading_runtime():
+    """One thread pool per process: the kernels never start numba's threading layer (an OpenMP
+    runtime of its own beside torch's, whose spinning threads fought torch's under load)."""
+    from numba.np.ufunc import parallel
+
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        ins = make_inputs(batch=4, dim=64, length=300, state=16)
+        run(selective_scan, ins, backend="cpu")[0].sum().backward()
+    finally:
+        torch.set_num_threads(before)
+    assert not parallel._is_initialized
+
+
+@pytest.mark.parametrize("dtype, tol", [(torch.float32, 1e-4), (torch.float64, 1e-4),
+                                        (torch.bfloat16, 5e-2)], ids=["f32", "f64", "bf16"])
+@pytest.mark.parametrize("threads, block", [(1, 4), (2, 4), (3, 4), (2, 64)])
+def test_threaded_and_blocked_kernel_matches_reference(threads, block, dtype, tol,
+                                                        monkeypatch):
+    """Every way of cutting the work gives the reference's outputs and gradients: channel blocks
+    that split a group (block 4 of a group of 6: a 4 and a 2), jobs of one group on different
+    threads (whose dA, dB, dC partial sums are added), and the 16-wide sums of dB and dC over
+    blocks that are not a multiple of 16 wide (group of 37 channels at block 64)."""
+    monkeypatch.setattr(cpu_scan, "MIN_PARALLEL_WORK", 0)
+    monkeypatch.setattr(cpu_scan, "BLOCK", block)
+    dim = 12 if block == 4 else 74
+    ins = make_inputs(batch=3, dim=dim, length=21, state=5, groups=2, dtype=dtype)
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(threads)
+        out, last = run(selective_scan, ins, backend="cpu", chunk=8)
+    finally:
+        torch.set_num_threads(before)
+    ref, ref_last = run(selective_scan_ref, ins)
+    torch.testing.assert_close(out, ref, rtol=tol, atol=tol)
+    torch.testing.assert_close(last.to(ref_last.dtype), ref_last, rtol=tol, atol=tol)
+    grad = torch.randn(out.shape, generator=torch.Generator().manual_seed(1)).to(dtype)
+    try:
+        torch.set_num_threads(threads)
+        got = torch.autograd.grad(out, list(ins.values()), grad)
+    finally:
+        torch.set_num_threads(before)
+    want = torch.autograd.grad(ref, list(ins.values()), grad)
+    for name, a, b in zip(ins, got, want, strict=True):
+        assert a.dtype == b.dtype == dtype
+        torch.testing.assert_close(a.float(), b.float(), rtol=tol, atol=tol,
+                                   msg=lambda m, n=name: f"{n}: {m}")
+
+
+def test_helper_threads_are_made_anew_after_a_fork(monkeypatch):
+    """A forked child (a lab worker) inherits the executor object but not its threads."""
+    pool = cpu_scan._pool(1)
+    assert cpu_scan._pool(1) is pool
+    monkeypatch.setattr(cpu_scan, "_POOL_PID", -1)  # as seen from a child process
+    assert cpu_scan._pool(1) is not pool
+
+
+def test_plan_threads():
+    assert cpu_scan.plan_threads(4, jobs=2, work=10**9) == 2  # one thread per job at most
+    assert cpu_scan.plan_threads(4, jobs=64, work=10) == 1  # tiny: the calling thread alone
+    assert cpu_scan.plan_threads(1, jobs=64, work=10**9) == 1
+    with pytest.raises(ValueError, match="threads must be >= 1"):
+        cpu_scan.plan_threads(0, jobs=1, work=1)
 
 
 def test_bf16_inputs_computed_in_float32():
@@ -133,6 +226,8 @@ def test_auto_backend_uses_the_kernel_on_cpu_and_matches(monkeypatch):
         (dict(C=torch.zeros(2, 4, 36)), "C must have shape"),
         (dict(B=torch.zeros(2, 4, 4, 37), C=torch.zeros(2, 4, 4, 37)), "dividing d_inner"),
         (dict(A=torch.zeros(6, 4, dtype=torch.complex64)), "Complex A"),
+        (dict(D=torch.zeros(5)), "D must be"),
+        (dict(z=torch.zeros(2, 6, 36)), "z must have"),
     ],
 )
 def test_bad_inputs_are_clear_errors(change, message):
@@ -186,3 +281,39 @@ def test_importable_from_dltricks_nn_as_the_issue_names_it():
 
     assert dltricks.nn.selective_scan is selective_scan
     assert dltricks.nn.selective_scan_ref is selective_scan_ref
+
+
+@pytest.mark.parametrize("bias", [True, False])
+def test_mamba_block_conv_fast_path_matches_conv1d_module(bias):
+    """The Mamba block's shifted multiply-add conv equals calling its nn.Conv1d (the
+    reference): outputs and the gradients of the input and of every parameter."""
+    from dltricks.nn.ssm.mamba_block import MambaBlock
+
+    torch.manual_seed(0)
+    blk = MambaBlock(16, d_state=4, conv_bias=bias)
+    h = torch.randn(3, 11, 16, requires_grad=True)
+
+    def run():
+        out = blk(h)
+        names = ["h", *(n for n, _ in blk.named_parameters())]
+        return out, dict(zip(names, torch.autograd.grad(out.square().sum(),
+                                                        [h, *blk.parameters()]), strict=True))
+
+    fast, fast_grads = run()
+    blk._conv_silu = blk._conv_silu_module  # the reference path
+    ref, ref_grads = run()
+    torch.testing.assert_close(fast, ref, rtol=1e-5, atol=1e-6)
+    for name, g in ref_grads.items():
+        torch.testing.assert_close(fast_grads[name], g, rtol=1e-4, atol=1e-6,
+                                   msg=lambda m, n=name: f"{n}: {m}")
+
+
+def test_mamba_block_calls_a_hooked_conv_as_a_module():
+    """A conv1d with hooks (pruning, quantisation observers) is called, not bypassed."""
+    from dltricks.nn.ssm.mamba_block import MambaBlock
+
+    blk = MambaBlock(8, d_state=4)
+    calls = []
+    blk.conv1d.register_forward_hook(lambda *a: calls.append(1))
+    blk(torch.randn(2, 5, 8))
+    assert calls == [1]

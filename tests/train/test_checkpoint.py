@@ -1,6 +1,5 @@
 """Checkpoints: atomic writes, hash verification, fallback, retention, no unpickling."""
 
-import pickle
 
 import pytest
 import torch
@@ -100,8 +99,13 @@ def test_state_is_never_unpickled(tmp_path):
     info = json.loads(meta)
     info["files"]["state.pt"] = ckpt._sha256(p / "state.pt")
     (p / "meta.json").write_text(json.dumps(info))
-    with pytest.raises(pickle.UnpicklingError):
+    with pytest.raises(ckpt.CheckpointError, match=r"cannot be loaded safely.*UnpicklingError"):
         ckpt.verify(p).load_state()
+    # a newer tampered checkpoint is skipped (with a warning) in favour of the previous good one
+    _save(tmp_path, 0)
+    with pytest.warns(UserWarning, match="cannot be loaded safely"):
+        found, state = ckpt.load_latest(tmp_path, lambda c: c.load_state())
+    assert found.step == 0 and "payload" not in state
 
 
 def test_prune_keeps_last_k_and_protected(tmp_path):

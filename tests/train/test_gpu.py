@@ -35,7 +35,11 @@ def test_mixed_precision_trains_on_cuda(tmp_path, digits, precision):
     t = Trainer(make(precision=precision), tmp_path / "r", data=digits)
     assert next(t.model.parameters()).is_cuda
     assert t.scaler.is_enabled() == (precision == "fp16")
+    dtypes = set()  # a no-op autocast would give float32 logits for every precision
+    t.model.register_forward_hook(lambda m, i, o: dtypes.add(o.dtype))
     s = t.fit()
+    want = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}[precision]
+    assert dtypes == {want}
     assert s["test"]["accuracy"] > 0.85
     assert s["skipped_steps"] == 0
 

@@ -87,7 +87,7 @@ def test_onecycle_matches_torch(total, pct):
 def test_validation_errors():
     with pytest.raises(ValueError, match="total_steps must be positive"):
         _f(0, total=0)
-    with pytest.raises(ValueError, match="smaller than total_steps"):
+    with pytest.raises(ValueError, match=r"schedule\.warmup_steps \(10\) must be smaller"):
         _f(0, total=10, warmup_steps=10)
     with pytest.raises(ValueError, match="step must be"):
         _f(-1)

@@ -132,9 +132,21 @@ def test_ema_weights_are_evaluated_and_saved(tmp_path, digits):
 
 
 def test_bf16_autocast_trains_on_cpu(tmp_path, digits):
-    s = Trainer(make(train={"epochs": 3, "precision": "bf16"}), tmp_path / "r",
-                data=digits).fit()
+    """The training forward really runs in bf16 (a no-op autocast fails: float32 logits and
+    exactly the fp32 run's weights), and the run still learns."""
+    t = Trainer(make(train={"epochs": 3, "precision": "bf16"}), tmp_path / "r", data=digits)
+    dtypes = set()
+    t.model.register_forward_hook(lambda m, i, o: dtypes.add((m.training, o.dtype)))
+    s = t.fit()
+    assert (True, torch.bfloat16) in dtypes and (True, torch.float32) not in dtypes
+    assert (False, torch.bfloat16) in dtypes  # evaluation runs at the run's precision too
     assert s["test"]["accuracy"] > 0.8
+    fp32 = Trainer(make(train={"epochs": 3}), tmp_path / "f", data=digits)
+    fp32.fit()
+    diffs = [float((a - b).abs().max()) for a, b in zip(t.model.state_dict().values(),
+                                                        fp32.model.state_dict().values(),
+                                                        strict=True)]
+    assert max(diffs) > 1e-4
 
 
 def test_fp16_on_cpu_is_refused(tmp_path):
@@ -223,7 +235,7 @@ def test_every_builtin_recipe_trains_a_few_steps(tmp_path, name):
                                    "schedule.warmup_steps=1"])
     kwargs = {"digits": {}, "mnist1d": {"num_samples": 400}, "seg2d": {"n_samples": 60},
               "selective_copying": {"n_samples": 200}}
-    data = create_dataset(r.data.name, seed=0, **{**r.data.kwargs, **kwargs[r.data.name]})
+    data = create_dataset(r.data.name, seed=0, **{**r.data.kwargs, **kwargs.get(r.data.name, {})})
     s = Trainer(r, tmp_path / "r", data=data, tensorboard=False).fit()
     assert s["steps"] == 4
     losses = [rec["loss"] for rec in read_metrics(tmp_path / "r") if rec["split"] == "train"]
@@ -236,3 +248,49 @@ def test_mixup_and_flips_train_through_the_engine(tmp_path, digits):
              train={"epochs": 3})
     s = Trainer(r, tmp_path / "r", data=digits).fit()
     assert s["test"]["accuracy"] > 0.6  # soft targets reach the loss and it still learns
+
+
+def test_building_a_trainer_has_no_side_effect(tmp_path, digits):
+    """Seeding and the recipe write happen in fit(): building a Trainer leaves the global RNG
+    and the run folder alone, and the same recipe always starts from the same weights."""
+    torch.manual_seed(123)
+    rng = torch.get_rng_state()
+    a = Trainer(make(), tmp_path / "a", data=digits)
+    assert torch.equal(torch.get_rng_state(), rng)
+    assert not (tmp_path / "a").exists()
+    b = Trainer(make(), tmp_path / "b", data=digits)
+    for x, y in zip(a.model.state_dict().values(), b.model.state_dict().values(), strict=True):
+        assert torch.equal(x, y)
+    a.fit()
+    assert (tmp_path / "a" / "recipe.yaml").is_file()
+
+
+def test_eval_builds_no_optimizer(tmp_path, digits, monkeypatch):
+    from dltricks.train import components
+    from dltricks.train.evaluate import evaluate_run
+
+    s = Trainer(make(train={"steps": 6}), tmp_path / "r").fit()
+
+    def refuse(*a, **k):
+        raise AssertionError("eval must not build an optimizer")
+
+    monkeypatch.setattr(components, "build_optimizer", refuse)
+    monkeypatch.setattr(components, "build_components", refuse)
+    metrics, used = evaluate_run(tmp_path / "r", "test", "best")
+    assert metrics == pytest.approx(s["test"], rel=1e-9) and used.endswith("model.safetensors")
+
+
+def test_checkpoint_state_round_trips(tmp_path, digits):
+    """TrainState is the one list of what a checkpoint holds: loading a saved state and saving
+    it again gives the same values."""
+    r = make(train={"steps": 6, "ema": {"enabled": True}})
+    with pytest.raises(TrainingInterrupted):
+        Trainer(r, tmp_path / "r", data=digits, max_steps_this_call=3).fit()
+    saved = ckpt.latest_valid(tmp_path / "r" / "checkpoints").load_state()
+    torch.manual_seed(999)  # the global RNG is not the checkpoint's until fit() applies it
+    again = Trainer(r, tmp_path / "r", data=digits, resume=True).state_dict()
+    assert set(again) == set(saved)
+    assert again["loop"] == saved["loop"] and again["loop"]["step"] == 3
+    assert torch.equal(again["rng_cpu"], saved["rng_cpu"])
+    assert torch.equal(again["ema_n_averaged"], saved["ema_n_averaged"])
+    assert again["optimizer"]["state"].keys() == saved["optimizer"]["state"].keys()

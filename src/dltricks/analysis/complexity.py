@@ -28,8 +28,6 @@ Axis letters: B batch, C channels, *spatial the spatial axes.
 from __future__ import annotations
 
 import math
-import statistics
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -38,6 +36,9 @@ import torch
 from torch import fx, nn
 
 from dltricks.analysis.receptive_field import propagate_shapes, trace, zeros_for
+from dltricks.utils.flops import forward_macs, macs_of
+from dltricks.utils.mode import eval_mode
+from dltricks.utils.timing import time_ms
 
 _CONVS = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
 _TRANSPOSED = (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
@@ -105,18 +106,9 @@ def layer_costs(model: nn.Module, input_shape: Sequence[int],
 def flop_counter_macs(model: nn.Module, input_shape: Sequence[int]) -> int:
     """Total MACs of one forward by ``torch.utils.flop_counter.FlopCounterMode`` (FLOPs / 2).
 
-    Works on a model built on the meta device (no compute).
+    Works on a model built on the meta device (no compute); see :mod:`dltricks.utils.flops`.
     """
-    from torch.utils.flop_counter import FlopCounterMode
-
-    training = model.training
-    model.eval()
-    try:
-        with torch.no_grad(), FlopCounterMode(display=False) as counter:
-            model(zeros_for(model, input_shape))
-    finally:
-        model.train(training)
-    return counter.get_total_flops() // 2
+    return forward_macs(model, zeros_for(model, input_shape))
 
 
 def measure_latency(model: nn.Module, input_shape: Sequence[int], repeats: int = 10,
@@ -135,20 +127,9 @@ def measure_latency(model: nn.Module, input_shape: Sequence[int], repeats: int =
         raise ValueError(f"repeats must be >= 1 and warmup >= 0, got {repeats}, {warmup}.")
     if statistic not in ("median", "min"):
         raise ValueError(f"statistic must be 'median' or 'min', got {statistic!r}.")
-    training = model.training
-    model.eval()
     x = torch.randn(tuple(input_shape))
-    times = []
-    try:
-        with torch.inference_mode():
-            for i in range(warmup + repeats):
-                t0 = time.perf_counter()
-                model(x)
-                if i >= warmup:
-                    times.append((time.perf_counter() - t0) * 1e3)
-    finally:
-        model.train(training)
-    return statistics.median(times) if statistic == "median" else min(times)
+    with eval_mode(model), torch.inference_mode():
+        return time_ms(lambda: model(x), repeats=repeats, warmup=warmup, statistic=statistic)
 
 
 def peak_memory_of(fn: Callable[[], Any]) -> int:
@@ -157,8 +138,14 @@ def peak_memory_of(fn: Callable[[], Any]) -> int:
     Works for any work on CPU tensors, e.g. a forward and backward pass: allocations made before
     the call (parameters, inputs) are not counted, and memory freed inside the call is.
     """
+    import os
+
     from torch.profiler import ProfilerActivity, profile
 
+    # kineto logs "USDT: ... profiler_start/stop" on stderr at every profile() (thousands of
+    # lines in `make lab`); it reads KINETO_LOG_LEVEL once, at its first use in a process, and 6
+    # is above all of its levels (ERROR 4, USDT 5). setdefault: a user's own setting wins.
+    os.environ.setdefault("KINETO_LOG_LEVEL", "6")
     with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
         fn()
     items = []
@@ -177,15 +164,54 @@ def peak_memory_of(fn: Callable[[], Any]) -> int:
 
 def measure_peak_memory(model: nn.Module, input_shape: Sequence[int]) -> int:
     """Peak extra CPU-allocator bytes of one inference forward (see the module docstring)."""
-    training = model.training
-    model.eval()
     x = torch.randn(tuple(input_shape))
 
     def forward() -> None:
         with torch.inference_mode():
             model(x)
 
-    try:
+    with eval_mode(model):
         return peak_memory_of(forward)
+
+
+def separable_cost(model: nn.Module, x: torch.Tensor) -> dict[str, float | None]:
+    """Measured cost of a network's depthwise separable convs against full convolutions.
+
+    For every ``DepthwiseSeparableConv`` in ``model`` (hooked during a forward of ``x[:1]``),
+    the MACs of depthwise + pointwise conv (``FlopCounterMode``) and their weights are compared
+    with those of one full ``nn.ConvNd`` of the same input, output channels, kernel, stride,
+    padding and dilation, run on the same input. The formula of Howard et al. 2017 (MobileNets),
+    1/N + 1/k^d (N output channels, k^d kernel positions), is averaged with the full convs' MACs
+    as weights.
+
+    Returns:
+        ``sep_macs_ratio``, ``sep_params_ratio``, ``sep_formula`` (None without such convs).
+    """
+    from dltricks.nn.conv_blocks import DepthwiseSeparableConv
+
+    inputs: dict[nn.Module, torch.Tensor] = {}
+    hooks = [m.register_forward_pre_hook(lambda mod, args: inputs.setdefault(mod, args[0]))
+             for m in model.modules() if isinstance(m, DepthwiseSeparableConv)]
+    try:
+        forward_macs(model, x[:1])
     finally:
-        model.train(training)
+        for h in hooks:
+            h.remove()
+    if not inputs:
+        return {"sep_macs_ratio": None, "sep_params_ratio": None, "sep_formula": None}
+
+    sep_macs = full_macs = sep_w = full_w = 0
+    formula = 0.0
+    for mod, inp in inputs.items():
+        dw, pw = mod.depthwise.conv, mod.pointwise.conv
+        full = type(dw)(dw.in_channels, pw.out_channels, dw.kernel_size, stride=dw.stride,
+                        padding=dw.padding, dilation=dw.dilation, bias=False)
+        m_sep = macs_of(lambda dw=dw, pw=pw, inp=inp: pw(dw(inp)))
+        m_full = macs_of(lambda full=full, inp=inp: full(inp))
+        sep_macs, full_macs = sep_macs + m_sep, full_macs + m_full
+        sep_w += dw.weight.numel() + pw.weight.numel()
+        full_w += full.weight.numel()
+        formula += m_full * (1 / pw.out_channels + 1 / math.prod(dw.kernel_size))
+    return {"sep_macs_ratio": sep_macs / full_macs, "sep_params_ratio": sep_w / full_w,
+            "sep_formula": formula / full_macs}
+

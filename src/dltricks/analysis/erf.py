@@ -16,6 +16,8 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
+from dltricks.utils.mode import eval_mode
+
 
 def _last_spatial_module(model: nn.Module, x: Tensor) -> str:
     """Name of the last leaf module (in call order) whose output keeps the input's rank."""
@@ -58,11 +60,9 @@ def effective_receptive_field(model: nn.Module, input_shape: Sequence[int],
     """
     if samples < 1:
         raise ValueError(f"samples must be >= 1, got {samples}.")
-    training = model.training
-    model.eval()
     gen = torch.Generator().manual_seed(seed)
     shape = tuple(input_shape)
-    try:
+    with eval_mode(model):
         name = layer or _last_spatial_module(model, torch.randn(shape, generator=gen))
         modules = dict(model.named_modules())
         if name not in modules:
@@ -81,8 +81,6 @@ def effective_receptive_field(model: nn.Module, input_shape: Sequence[int],
                 total += x.grad.abs().sum(dim=(0, 1))  # type: ignore[union-attr]
         finally:
             hook.remove()
-    finally:
-        model.train(training)
     return total / total.max().clamp_min(1e-30)
 
 

@@ -37,6 +37,8 @@ from typing import Any
 import torch
 from torch import fx, nn
 
+from dltricks.utils.mode import eval_mode
+
 _CONVS = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
 _TRANSPOSED = (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
 _POOLS = (nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d, nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d)
@@ -280,12 +282,10 @@ def propagate_shapes(gm: fx.GraphModule, input_shape: Sequence[int]) -> None:
     Raises:
         ValueError: the model rejects the input (its own message), or the forward fails.
     """
-    training = gm.training
-    gm.eval()
     runner = _ShapeRecorder(gm)
     runner.extra_traceback = False
     try:
-        with torch.no_grad():
+        with eval_mode(gm), torch.no_grad():
             runner.run(zeros_for(gm, input_shape))
     except ValueError:
         raise
@@ -293,8 +293,6 @@ def propagate_shapes(gm: fx.GraphModule, input_shape: Sequence[int]) -> None:
         raise ValueError(
             f"The model's forward fails for input shape {tuple(input_shape)}: {exc}"
         ) from exc
-    finally:
-        gm.train(training)
 
 
 def _node_inputs(node: fx.Node, states: dict[fx.Node, FieldState]) -> list[FieldState]:

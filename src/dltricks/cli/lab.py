@@ -48,24 +48,39 @@ def list_cmd(
     section: str | None = typer.Option(None, help="only tips of sections matching this"),
     status: str | None = typer.Option(None, help="measured | analysis | not measured"),
 ) -> None:
-    """The catalog: every tip of the guide, its claim, components and status."""
+    """The catalog: every tip of the guide, its claim, components and status.
+
+    Examples:
+
+        dltricks lab list --status "not measured"
+
+        dltricks lab list --section "Mamba"
+    """
     from rich.console import Console
     from rich.table import Table
 
-    from dltricks.lab.catalog import catalog_status
+    from dltricks.coverage import catalog_status
 
+    statuses = ("measured", "analysis", "not measured")
+    if status is not None and status not in statuses:
+        raise typer.BadParameter(f"{status!r} is not a status; use one of: "
+                                 f"{', '.join(map(repr, statuses))}.", param_hint="--status")
     rows = catalog_status()
     if section:
         rows = [r for r in rows if section.lower() in r["section"].lower()]
     if status:
         rows = [r for r in rows if r["status"] == status]
+    console = Console()
+    wide = console.width >= 120  # narrower: id, status and claim only, ids unbroken
     table = Table(show_lines=False)
-    for col in ("id", "section", "claim", "components", "status"):
-        table.add_column(col, overflow="fold")
+    for col in ("id", "section", "claim", "components", "status") if wide else ("id", "status",
+                                                                               "claim"):
+        table.add_column(col, overflow="fold", no_wrap=col == "id" or (col == "status"
+                                                                        and not wide))
     for r in rows:
         st = r["status"] + (f" ({', '.join(r['experiments'])})" if r["experiments"] else "")
-        table.add_row(r["id"], r["section"], r["claim"], ", ".join(r["components"]), st)
-    console = Console()
+        table.add_row(*((r["id"], r["section"], r["claim"], ", ".join(r["components"]), st)
+                        if wide else (r["id"], r["status"], r["claim"])))
     console.print(table)
     counts = {s: sum(r["status"] == s for r in rows)
               for s in ("measured", "analysis", "not measured")}
@@ -79,11 +94,33 @@ def run_cmd(
     profile: str = typer.Option("quick", help="smoke | quick | full"),
     data: Path | None = typer.Option(None, help="your data: an image folder or a .npz/.csv"),
     out: Path = typer.Option(Path("lab-runs/latest"), help="run folder (reused to resume)"),
-    progress: bool = typer.Option(True, help="show a progress bar"),
+    workers: int | None = typer.Option(
+        None, help="parallel worker processes, one torch thread each [default: the cores]"),
+    ray: str | None = typer.Option(
+        None, help="run units as Ray tasks on this cluster: auto, HOST:PORT, or local"),
+    batch_size: int | None = typer.Option(
+        None, "--batch-size", help="with --data: the largest batch any experiment uses "
+                                   "[default: a quarter of the training split]"),
+    progress: bool = typer.Option(True, help="show progress"),
 ) -> None:
-    """Runs experiments (resuming from OUT) and writes report.html, report.md, results.json."""
+    """Runs experiments (resuming from OUT) and writes report.html, report.md, results.json.
+
+    Verdicts go to stdout, progress and failures to stderr. Exits 1 when every experiment
+    failed.
+
+    Examples:
+
+        dltricks lab run --tips batchnorm --out runs/lab
+
+        dltricks lab run --profile full --workers 2 --out runs/lab-full
+
+        dltricks lab run --profile full --ray auto --out runs/lab-full   # on a Ray cluster
+
+        dltricks lab run --data my_arrays.npz --batch-size 16 --out runs/mine
+    """
     from rich.console import Console
 
+    from dltricks.lab.execute import default_workers
     from dltricks.lab.experiment import PROFILES
     from dltricks.lab.runner import run_lab
 
@@ -91,20 +128,33 @@ def run_cmd(
     try:
         if profile not in PROFILES:
             raise ValueError(f"Unknown profile {profile!r}; use one of {', '.join(PROFILES)}.")
+        if workers is not None and workers < 1:
+            raise ValueError(f"--workers must be >= 1, got {workers}.")
         exps = select_experiments(tips, section)
         summary = run_lab(exps, profile, out, data_path=data, progress=progress,
-                          console=console)
+                          console=console, workers=workers or default_workers(), ray=ray,
+                          batch_size=batch_size)
     except ValueError as err:
-        console.print(f"[red]{err}[/red]")
+        console.print(f"[red]{err}[/red]", highlight=False)
         raise typer.Exit(2) from None
-    for row in summary["summary"]:
-        console.print(f"{row['experiment']:>16}: {row['verdict']}")
+    rows = summary["summary"]
+    for row in rows:
+        typer.echo(f"{row['experiment']:>24}: {row['verdict']}")
     console.print(f"Report: {Path(out) / 'report.html'}")
+    if rows and all(r["verdict"] == "error" for r in rows):
+        console.print("[red]Every experiment failed; the reasons are above and in the "
+                      "report.[/red]")
+        raise typer.Exit(1)
 
 
 @lab_app.command("report")
 def report_cmd(run_dir: Path = typer.Argument(..., help="a lab run folder")) -> None:
-    """Rebuilds the report of RUN_DIR from its stored results."""
+    """Rebuilds the report of RUN_DIR from its stored results.
+
+    Examples:
+
+        dltricks lab report runs/lab
+    """
     from rich.console import Console
 
     from dltricks.lab.report import write_report

@@ -7,21 +7,39 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from dltricks.cli.common import console, friendly_errors
+from dltricks.cli.common import complete_recipes, console, friendly_errors
 
 schedule_app = typer.Typer(help="Learning-rate schedules.", no_args_is_help=True)
 
 
 def recipes(
-    show: str = typer.Option(None, help="print one recipe's resolved YAML"),
+    show: str = typer.Option(None, "--show", help="print the resolved YAML of a built-in "
+                             "recipe or a recipe file, exactly as `dltricks train` would use it",
+                             autocompletion=complete_recipes),
+    overrides: list[str] = typer.Argument(None, help="key=value overrides applied to --show"),
 ) -> None:
-    """List the built-in recipes (or show one)."""
-    from dltricks.train.recipe import list_builtin_recipes, load_builtin_recipe
+    """List the built-in recipes, or print one resolved recipe as YAML (--show).
+
+    The YAML goes to stdout unwrapped, so it can be saved, edited and trained.
+
+    Examples:
+
+      dltricks recipes
+
+      dltricks recipes --show digits_cnn > my.yaml && dltricks train my.yaml
+
+      dltricks recipes --show my.yaml optimizer.lr=0.01 train.epochs=5
+    """
+    from dltricks.train.recipe import list_builtin_recipes, resolve_recipe
 
     with friendly_errors():
         if show:
-            console.print(load_builtin_recipe(show).to_yaml(), highlight=False)
+            text = resolve_recipe(show, overrides or []).to_yaml()
+            typer.echo(text, nl=not text.endswith("\n"))
             return
+        if overrides:
+            raise ValueError("key=value overrides apply to a recipe: use "
+                             "`dltricks recipes --show NAME key=value ...`.")
         table = Table(title="built-in recipes (dltricks train NAME)")
         table.add_column("name")
         table.add_column("description")
@@ -37,7 +55,14 @@ def plot(
     steps: int = typer.Option(None, help="total optimizer steps (default: from the recipe)"),
     out: Path = typer.Option(Path("schedule.png"), help="PNG path"),
 ) -> None:
-    """Draw a recipe's learning-rate curve over its optimizer steps."""
+    """Draw a recipe's learning-rate curve over its optimizer steps.
+
+    Examples:
+
+      dltricks schedule plot digits_cnn --out lr.png
+
+      dltricks schedule plot my.yaml schedule.warmup_steps=100 --steps 2000
+    """
     import matplotlib
 
     matplotlib.use("Agg")

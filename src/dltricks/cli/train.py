@@ -46,31 +46,72 @@ def train(
     overrides: list[str] = typer.Argument(None, help="key=value overrides, e.g. optimizer.lr=0.01"),
     out: Path = typer.Option(Path("runs"), help="parent folder of the run folder"),
     run_dir: Path = typer.Option(None, help="exact run folder (default: OUT/NAME-TIME)"),
+    overwrite: bool = typer.Option(False, "--overwrite",
+                                   help="replace the run RUN_DIR already holds"),
     progress: bool = typer.Option(None, help="progress bar (default: on in a terminal)"),
     json_out: bool = typer.Option(False, "--json", help="print the summary as JSON"),
 ) -> None:
-    """Train a recipe; writes a run folder with recipe, metrics, checkpoints and summary."""
+    """Train a recipe; writes a run folder with recipe, metrics, checkpoints and summary.
+
+    A run folder that already holds a run is refused: continue it with `dltricks resume`, or
+    replace it with --overwrite. Example: dltricks train digits_cnn train.epochs=5 --run-dir runs/a
+    """
     from dltricks.train.recipe import resolve_recipe
     from dltricks.train.trainer import Trainer
 
     with friendly_errors():
         r = resolve_recipe(recipe, overrides or [])
         show = is_tty() if progress is None else progress
-        summary = Trainer(r, run_dir, out=out, progress=show).fit()
+        summary = Trainer(r, run_dir, out=out, overwrite=overwrite, progress=show).fit()
     _report(summary, json_out)
+
+
+#: recipe keys ``dltricks resume`` may change: the length of the run and how it is logged and
+#: checkpointed; anything else would make the checkpoint describe another model, data or
+#: optimisation than the one resumed
+RESUMABLE_KEYS = (
+    "train.epochs", "train.steps", "train.early_stopping", "train.eval_every_epochs",
+    "train.log_every_steps", "train.checkpoint", "train.nonfinite", "device", "description",
+)
+
+
+def resume_overrides_check(overrides: list[str]) -> None:
+    """Refuses ``key=value`` overrides that would change what the checkpoint was trained as."""
+    from dltricks.train.recipe import RecipeError
+
+    for item in overrides:
+        key = item.split("=", 1)[0].strip()
+        if not any(key == k or key.startswith(k + ".") for k in RESUMABLE_KEYS):
+            raise RecipeError(
+                f"`dltricks resume` cannot change {key!r}: it would no longer match the model, "
+                f"data or optimisation the checkpoint was trained with; resumable keys: "
+                f"{', '.join(RESUMABLE_KEYS)}. Start a new run to change it."
+            )
 
 
 def resume(
     run_dir: Path = typer.Argument(..., help="run folder to continue"),
+    overrides: list[str] = typer.Argument(
+        None, help="key=value changes to the run's length or logging, e.g. train.epochs=20"),
     progress: bool = typer.Option(None, help="progress bar (default: on in a terminal)"),
     json_out: bool = typer.Option(False, "--json", help="print the summary as JSON"),
 ) -> None:
-    """Continue a run from its newest valid checkpoint (after Ctrl-C, SIGTERM or a crash)."""
-    from dltricks.train.recipe import load_recipe
+    """Continue a run from its newest valid checkpoint (after Ctrl-C, SIGTERM or a crash).
+
+    A finished run is left as it is (its summary is printed) unless overrides extend it.
+    Example: dltricks resume runs/digits_cnn-20261127-001500 train.epochs=20
+    """
+    from dltricks.train.recipe import RecipeError, load_recipe
     from dltricks.train.trainer import Trainer
 
     with friendly_errors():
-        r = load_recipe(run_dir / "recipe.yaml")
+        if not run_dir.is_dir():
+            raise RecipeError(f"Run folder {str(run_dir)!r} does not exist.")
+        if not (run_dir / "recipe.yaml").is_file():
+            raise RecipeError(f"{str(run_dir)!r} is not a run folder (it has no recipe.yaml); "
+                              "start it with `dltricks train`.")
+        resume_overrides_check(overrides or [])
+        r = load_recipe(run_dir / "recipe.yaml", overrides or [])
         show = is_tty() if progress is None else progress
         summary = Trainer(r, run_dir, resume=True, progress=show).fit()
     _report(summary, json_out)
@@ -81,17 +122,15 @@ def evaluate(
     split: str = typer.Option("test", help="train, val or test"),
     checkpoint: str = typer.Option("best", help="best or last"),
 ) -> None:
-    """Evaluate a run's best (or last) checkpoint on a split."""
-    from dltricks.train.recipe import load_recipe
-    from dltricks.train.trainer import Trainer, checkpoint_weights_file
+    """Evaluate a run's best (or last) checkpoint on a split (no optimizer is built).
+
+    Example: dltricks eval runs/digits_cnn-20261127-001500 --split val --checkpoint last
+    """
+    from dltricks.train.evaluate import evaluate_run
 
     with friendly_errors():
-        r = load_recipe(run_dir / "recipe.yaml")
-        found, file = checkpoint_weights_file(run_dir, checkpoint)
-        trainer = Trainer(r, run_dir, readonly=True)
-        found.load_model(trainer.model, file)
-        metrics = trainer.evaluate(split, trainer.model)
-    console.print(f"{found.path.name} ({file}) on {split}:")
+        metrics, used = evaluate_run(run_dir, split, checkpoint)
+    console.print(f"{used} on {split}:")
     typer.echo(json.dumps(metrics, indent=1))
 
 

@@ -1,6 +1,6 @@
 """Section 1 — cost against sequence length: forward and forward+backward latency, peak memory.
 
-Every family's language model (matched parameters, :mod:`dltricks.compare.families`) runs on
+Every family's language model (matched parameters, :mod:`dltricks.models.families`) runs on
 random tokens of each length, the families interleaved at each length so machine noise hits
 them alike. Lengths double from the first; a family stops growing once one of its
 measurements exceeds the point budget (the profile's time cap), and the longest length is where
@@ -21,8 +21,9 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from dltricks.compare.families import get_family, model_spec
-from dltricks.compare.measure import crossover, fit_exponent, peak_bytes, time_ms
+from dltricks.compare.measure import crossover, fit_exponent, peak_bytes
+from dltricks.models.families import get_family, model_spec
+from dltricks.utils.timing import time_ms
 
 VOCAB = 16
 

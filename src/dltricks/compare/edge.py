@@ -16,9 +16,9 @@ from typing import Any
 import torch
 
 from dltricks.compare.complexity import VOCAB, build_lm
-from dltricks.compare.families import get_family
 from dltricks.compare.inference import token_latency
-from dltricks.compare.measure import time_ms
+from dltricks.models.families import get_family
+from dltricks.utils.timing import time_ms
 
 _SIZES = {"smoke": (32, 64, 4), "quick": (256, 1024, 16), "full": (512, 4096, 32)}
 

@@ -20,8 +20,9 @@ from typing import Any
 import torch
 
 from dltricks.compare.complexity import VOCAB, build_lm
-from dltricks.compare.families import get_family
-from dltricks.compare.measure import fit_exponent, interleaved_ms, timed_call
+from dltricks.compare.measure import fit_exponent
+from dltricks.models.families import get_family
+from dltricks.utils.timing import interleaved_ms, timed_call
 
 
 def _tensor_bytes(obj: Any) -> int:

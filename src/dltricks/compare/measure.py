@@ -1,9 +1,10 @@
 """Timing, memory and curve fitting shared by the comparison's sections.
 
-* Latency: the minimum of ``repeats`` timed calls after ``warmup`` untimed ones (on a shared
-  machine noise only adds time, so the minimum is the steadier figure); CUDA work is
-  synchronised before the clock is read. To compare several callables, ``interleaved_ms``
-  times them in rotating rounds so that a drifting machine speed hits all alike.
+* Latency: :mod:`dltricks.utils.timing` (the project's one timer, re-exported here): the
+  minimum of ``repeats`` timed calls after ``warmup`` untimed ones (on a shared machine noise
+  only adds time, so the minimum is the steadier figure); CUDA work is synchronised before the
+  clock is read. To compare several callables, ``interleaved_ms`` times them in rotating rounds
+  so that a drifting machine speed hits all alike.
 * Peak memory: on CPU, the torch allocator's peak while the call runs
   (:func:`dltricks.analysis.complexity.peak_memory_of`, from profiler memory events); on CUDA,
   ``torch.cuda.max_memory_allocated`` above what was allocated before the call.
@@ -14,60 +15,13 @@
 from __future__ import annotations
 
 import math
-import time
-from collections.abc import Callable, Hashable, Mapping, Sequence
-from typing import Any, TypeVar
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
 
-K = TypeVar("K", bound=Hashable)
-R = TypeVar("R")
-
-
-def _sync(device: torch.device | str) -> None:
-    if torch.device(device).type == "cuda":
-        torch.cuda.synchronize()
-
-
-def time_ms(fn: Callable[[], Any], repeats: int = 3, warmup: int = 1,
-            device: torch.device | str = "cpu") -> float:
-    """Fastest of ``repeats`` calls of ``fn``, in milliseconds."""
-    if repeats < 1 or warmup < 0:
-        raise ValueError(f"repeats must be >= 1 and warmup >= 0, got {repeats}, {warmup}.")
-    for _ in range(warmup):
-        fn()
-    return min(timed_call(fn, device)[0] for _ in range(repeats))
-
-
-def interleaved_ms(fns: Mapping[K, Callable[[], Any]], rounds: int, warmup: int = 0,
-                   device: torch.device | str = "cpu") -> dict[K, list[float]]:
-    """Milliseconds of every timed call of each function, the functions interleaved.
-
-    ``warmup`` untimed rounds, then ``rounds`` timed ones; each round calls every function
-    once, the order rotated by one every round, so that a drift of a shared machine's speed
-    hits all of them alike (compare times or ratios within a round, or medians over rounds).
-    """
-    if rounds < 1 or warmup < 0:
-        raise ValueError(f"rounds must be >= 1 and warmup >= 0, got {rounds}, {warmup}.")
-    keys = list(fns)
-    times: dict[K, list[float]] = {k: [] for k in keys}
-    for r in range(warmup + rounds):
-        k0 = r % len(keys)
-        for k in keys[k0:] + keys[:k0]:
-            ms, _ = timed_call(fns[k], device)
-            if r >= warmup:
-                times[k].append(ms)
-    return times
-
-
-def timed_call(fn: Callable[[], R], device: torch.device | str = "cpu") -> tuple[float, R]:
-    """(milliseconds, result) of one call of ``fn``."""
-    _sync(device)
-    t0 = time.perf_counter()
-    result = fn()
-    _sync(device)
-    return (time.perf_counter() - t0) * 1e3, result
+from dltricks.utils.timing import interleaved_ms, time_ms, timed_call
 
 
 def peak_bytes(fn: Callable[[], Any], device: torch.device | str = "cpu") -> int:

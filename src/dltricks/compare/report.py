@@ -7,23 +7,19 @@ re-measuring (``dltricks compare --report-only``). The accuracy figures are the 
 
 from __future__ import annotations
 
-import base64
-import html
 import io
 import json
 import math
-import platform
 import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import torch
-
-import dltricks
 from dltricks.compare.claims import evaluate_claims
-from dltricks.lab.report import _CSS, _fmt, _html_table, _md_table, _verdict_html, figure_png
+from dltricks.lab.report import b64_images, figure_png, fmt, render
+from dltricks.lab.results import ResultError, parse_result
 from dltricks.train.checkpoint import atomic_write_text
+from dltricks.utils.machine import machine_info
 
 
 def _plt():
@@ -113,15 +109,6 @@ def edge_png(e: Mapping[str, Any]) -> bytes:
     return _png(fig)
 
 
-def _machine() -> dict[str, str]:
-    return {"dltricks": dltricks.__version__, "torch": torch.__version__,
-            "python": platform.python_version(), "platform": platform.platform(),
-            "processor": platform.processor() or platform.machine(),
-            "cpu_count": str(__import__("os").cpu_count()),
-            "torch_threads": str(torch.get_num_threads()),
-            "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none"}
-
-
 def _figures(out: Path, sections: Mapping[str, Any], lab_out: Path) -> dict[str, bytes]:
     figs: dict[str, bytes] = {}
     for name, fn in (("complexity", complexity_png), ("inference", inference_png),
@@ -133,7 +120,10 @@ def _figures(out: Path, sections: Mapping[str, Any], lab_out: Path) -> dict[str,
     for exp_id in (acc.get("result") or {}):
         path = lab_out / "results" / f"{exp_id}.json"
         if path.is_file():
-            png = figure_png(json.loads(path.read_text()))
+            try:
+                png = figure_png(parse_result(json.loads(path.read_text())))
+            except (json.JSONDecodeError, ResultError):
+                png = None  # a torn or foreign file: the table still reports the section
             if png:
                 figs[exp_id] = png
     return figs
@@ -188,15 +178,19 @@ def _edge_rows(e: Mapping[str, Any]) -> tuple[list[str], list[list[str]]]:
 def _accuracy_rows(a: Mapping[str, Any]) -> tuple[list[str], list[list[str]]]:
     header = ["experiment", "arm", "params", "metric", "mean", "seeds", "verdict"]
     rows = []
-    for exp_id, r in a.items():
-        comps = [c for c in r["analysis"]["comparisons"] if c["primary"]]
-        metrics = list(dict.fromkeys(c["metric"] for c in comps))
-        for st in r["analysis"]["arms"].values():
+    for exp_id, stored in a.items():
+        r = parse_result(stored)
+        if r.analysis is None:
+            continue
+        comps = [c for c in r.analysis.comparisons if c.primary]
+        metrics = list(dict.fromkeys(c.metric for c in comps))
+        for st in r.analysis.arms.values():
+            params = st.metrics.get("params")
             for m in metrics:
-                s = st["metrics"].get(m, {})
-                p = st["metrics"].get("params", {}).get("mean")
-                rows.append([exp_id, st["label"], _fmt(p, 6), m, _fmt(s.get("mean")),
-                             str(s.get("n", 0)), r["analysis"]["verdict"]])
+                s = st.metrics.get(m)
+                rows.append([exp_id, st.label, fmt(params.mean if params else None, 6), m,
+                             fmt(s.mean if s else None), str(s.n if s else 0),
+                             r.analysis.verdict])
     return header, rows
 
 
@@ -214,6 +208,7 @@ def write_report(out: str | Path, sections: Mapping[str, Any], *, profile: str,
     """Writes results.json, report.md (+ figures/) and report.html; returns the summary.
 
     ``lab_out`` is the lab folder holding the accuracy experiments (default ``OUT/lab``).
+    Both reports are rendered by the lab's renderer (:func:`dltricks.lab.report.render`).
     """
     out = Path(out)
     lab_out = Path(lab_out) if lab_out is not None else out / "lab"
@@ -222,99 +217,59 @@ def write_report(out: str | Path, sections: Mapping[str, Any], *, profile: str,
     (out / "figures").mkdir(parents=True, exist_ok=True)
     for name, png in figs.items():
         (out / "figures" / f"{name}.png").write_bytes(png)
-    summary = {"profile": profile, "device": device, "machine": _machine(),
+    summary = {"profile": profile, "device": device, "machine": machine_info(),
                "wall_seconds": wall_seconds, "lab_out": str(lab_out),
                "section_seconds": {k: v.get("seconds") for k, v in sections.items()},
                "written": time.strftime("%Y-%m-%dT%H:%M:%S"), "claims": claims,
                "sections": sections}
     atomic_write_text(out / "results.json", json.dumps(summary, indent=1, default=str))
-    atomic_write_text(out / "report.md", _markdown(summary))
-    images = {k: base64.b64encode(v).decode() for k, v in figs.items()}
-    atomic_write_text(out / "report.html", _html(summary, images))
+    ctx = _context(summary)
+    atomic_write_text(out / "report.md", render("compare_report.md.j2", **ctx))
+    atomic_write_text(out / "report.html", render("compare_report.html.j2", **ctx,
+                                                  images=b64_images(figs)))
     return summary
 
 
 def _header(summary: Mapping[str, Any]) -> list[str]:
     m = summary["machine"]
     wall = summary.get("wall_seconds")
-    return [f"Profile `{summary['profile']}` on `{summary['device']}`; {m['platform']}, "
-            f"{m['cpu_count']} CPUs visible, {m['torch_threads']} torch threads, torch "
-            f"{m['torch']}, CUDA: {m['cuda']}.",
+    return [f"Profile `{summary['profile']}` on `{summary['device']}`; {m.get('platform')}, "
+            f"{m.get('cpu')}, {m.get('cores')} CPUs visible, {m.get('torch_threads')} torch "
+            f"threads, load average {m.get('load_average')}, torch {m.get('torch')}, CUDA: "
+            f"{m.get('cuda')}.",
             f"Written {summary['written']}" + (f"; measured in {wall:.0f} s." if wall and
                                                math.isfinite(wall) else "."),
             f"Reproduce: `dltricks compare --profile {summary['profile']} --device "
             f"{summary['device']}`."]
 
 
-def _claim_rows(claims: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
-    return (["aspect", "the guide says", "rule", "our measurement", "verdict", "see"],
-            [[c["aspect"], c["guide"], c["rule"], c["evidence"], c["verdict"], c["figure"]]
-             for c in claims])
-
-
-def _markdown(summary: Mapping[str, Any]) -> str:
-    lines = ["# Mamba vs Transformers, measured", "", *_header(summary), "",
-             "## The guide's table, measured", ""]
-    header, rows = _claim_rows(summary["claims"])
-    lines += [_md_table(header, rows), ""]
+def _context(summary: Mapping[str, Any]) -> dict[str, Any]:
+    sections = []
     for name in ("complexity", "inference", "accuracy", "edge"):
         s = summary["sections"].get(name)
         if not s:
             continue
-        lines += [f"## {TITLES[name]}", ""]
+        entry: dict[str, Any] = {"name": name, "title": TITLES[name], "error": None,
+                                 "header": [], "rows": [], "experiments": []}
         if s.get("status") != "ok":
-            lines += [f"Section failed: `{s.get('error')}`", ""]
-            continue
-        header, rows = TABLES[name](s["result"])
-        lines += [_md_table(header, rows), ""]
-        if name == "accuracy":
-            for exp_id, r in s["result"].items():
-                lines += [f"### {r['title']}", "", r["claim"], "", f"*Setup.* {r['setup']}", ""]
-                if r.get("notes"):
-                    lines += [f"*Notes.* {r['notes']}", ""]
-                lines += [f"![{exp_id}](figures/{exp_id}.png)", ""]
+            entry["error"] = str(s.get("error"))
         else:
-            lines += [f"![{name}](figures/{name}.png)", ""]
-    return "\n".join(lines)
-
-
-def _html(summary: Mapping[str, Any], images: Mapping[str, str]) -> str:
-    e = html.escape
-    parts = ["<!DOCTYPE html><html><head><meta charset='utf-8'>",
-             "<title>Mamba vs Transformers, measured</title>",
-             f"<style>{_CSS}</style></head><body><h1>Mamba vs Transformers, measured</h1>"]
-    parts += [f"<p>{e(line)}</p>" for line in _header(summary)]
-    header, rows = _claim_rows(summary["claims"])
-    parts += ["<h2>The guide's table, measured</h2>", _html_table(
-        header, [[e(x) for x in r[:4]] + [_verdict_html(r[4]), e(r[5])] for r in rows],
-        raw=True)]
-
-    def img(key: str) -> str:
-        return (f'<img alt="{e(key)}" src="data:image/png;base64,{images[key]}">'
-                if key in images else "")
-
-    for name in ("complexity", "inference", "accuracy", "edge"):
-        s = summary["sections"].get(name)
-        if not s:
-            continue
-        parts.append(f'<section class="tip" id="{name}"><h2>{e(TITLES[name])}</h2>')
-        if s.get("status") != "ok":
-            parts.append(f"<p>Section failed: <code>{e(str(s.get('error')))}</code></p>")
-        else:
-            header, rows = TABLES[name](s["result"])
-            parts.append(_html_table(header, rows))
+            entry["header"], entry["rows"] = TABLES[name](s["result"])
             if name == "accuracy":
-                for exp_id, r in s["result"].items():
-                    parts += [f"<h3>{e(r['title'])}</h3>", f"<p>{e(r['claim'])}</p>",
-                              f"<p><i>Setup.</i> {e(r['setup'])}</p>"]
-                    if r.get("notes"):
-                        parts.append(f"<p><i>Notes.</i> {e(r['notes'])}</p>")
-                    parts.append(img(exp_id))
-            else:
-                parts.append(img(name))
-        parts.append("</section>")
-    parts.append("</body></html>")
-    return "\n".join(parts)
+                for exp_id, stored in s["result"].items():
+                    r = parse_result(stored)
+                    entry["experiments"].append({"id": exp_id, "title": r.title,
+                                                 "claim": r.claim, "setup": r.setup,
+                                                 "notes": r.notes})
+        sections.append(entry)
+    return {
+        "title": "Mamba vs Transformers, measured", "header_lines": _header(summary),
+        "claims_header": ["aspect", "the guide says", "rule", "our measurement", "verdict",
+                          "see"],
+        "claims_rows": [[c["aspect"], c["guide"], c["rule"], c["evidence"], c["verdict"],
+                         c["figure"]] for c in summary["claims"]],
+        "sections": sections,
+    }
 
 
 def rebuild_report(out: str | Path) -> dict[str, Any]:

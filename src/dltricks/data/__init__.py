@@ -1,11 +1,21 @@
 """Data: in-memory datasets by name, user-data loaders, augmentation and previews.
 
 Importing this package registers every dataset (digits, mnist1d, seg2d, seg3d,
-selective_copying, induction_heads, mqar, and the user-data loaders image_folder, arrays,
-volumes). Heavy libraries (scikit-learn, mnist1d, kornia, matplotlib) load only when used.
+selective_copying, induction_heads, mqar, the paradigms' digits_classes, partial_labels,
+domain_shift and topic_text, and the user-data loaders image_folder, arrays, volumes).
+Heavy libraries (scikit-learn, mnist1d, kornia, matplotlib) load only when used.
 """
 
-from dltricks.data import digits, mnist1d, segmentation, sequence_tasks, user
+# importing registers the datasets (domains, text: the paradigms' datasets)
+from dltricks.data import (  # noqa: F401
+    digits,
+    domains,
+    mnist1d,
+    segmentation,
+    sequence_tasks,
+    text,
+    user,
+)
 from dltricks.data.augment import build_augment
 from dltricks.data.base import (
     DATASETS,

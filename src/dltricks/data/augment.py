@@ -15,6 +15,10 @@ What runs where:
       because kornia's brightness/contrast assume images in [0, 1] and clamp to it, which breaks
       standardised inputs (MNIST-1D, CT-like volumes). Never applied to masks.
     * noise_std: additive Gaussian noise on the input only.
+    * sizes (classification, 1-D to 3-D): multi-size training as in SPP-net (He et al., "Spatial
+      Pyramid Pooling in Deep Convolutional Networks", TPAMI 2015, sec. 2.3): each batch is
+      resized (linear interpolation, anti-aliased when 2-D shrinks) to a side drawn uniformly
+      from ``sizes``, before the other transforms. The model must accept any input size.
     * mixup (Zhang et al., "mixup: Beyond Empirical Risk Minimization", ICLR 2018) and cutmix
       (Yun et al., "CutMix", ICCV 2019), classification only, written by hand: kornia's
       ``RandomMixUpV2`` draws lambda uniformly rather than from Beta(alpha, alpha). One lambda per
@@ -36,7 +40,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 _GEOMETRIC = ("hflip", "vflip", "rotation", "crop_scale")
-_OPTIONS = (*_GEOMETRIC, "intensity", "noise_std", "mixup_alpha", "cutmix_alpha")
+_OPTIONS = (*_GEOMETRIC, "intensity", "noise_std", "mixup_alpha", "cutmix_alpha", "sizes")
 
 
 def _on(cfg: Any) -> list[str]:
@@ -58,6 +62,7 @@ class BatchAugment:
         self.noise_std = float(getattr(cfg, "noise_std", 0.0) or 0.0)
         self.mixup_alpha = float(getattr(cfg, "mixup_alpha", 0.0) or 0.0)
         self.cutmix_alpha = float(getattr(cfg, "cutmix_alpha", 0.0) or 0.0)
+        self.sizes = tuple(int(v) for v in (getattr(cfg, "sizes", None) or ()))
         self._geo: dict[tuple[int, ...], list[tuple[Any, Any]]] = {}
 
     @property
@@ -106,6 +111,8 @@ class BatchAugment:
             float (B, K) when mixup/cutmix is on.
         """
         segmentation = self.task == "segmentation"
+        if self.sizes:
+            x = self._resize(x)
         pairs = self._geometric_modules(tuple(x.shape[2:])) if self.spatial_dims >= 2 else []
         if pairs:
             mask = y.unsqueeze(1).to(x.dtype) if segmentation else None  # (B, 1, *spatial)
@@ -123,6 +130,17 @@ class BatchAugment:
         if self.mixing:
             x, y = self._mix(x, y)
         return x, y
+
+    def _resize(self, x: Tensor) -> Tensor:
+        """The batch at a side drawn from ``sizes`` (global RNG: resumes reproduce it)."""
+        side = self.sizes[int(torch.randint(len(self.sizes), ()))]
+        size = (side,) * self.spatial_dims
+        if tuple(x.shape[2:]) == size:
+            return x
+        mode = {1: "linear", 2: "bilinear", 3: "trilinear"}[self.spatial_dims]
+        shrink = side < min(x.shape[2:])
+        return F.interpolate(x, size=size, mode=mode, align_corners=False,
+                             antialias=shrink and self.spatial_dims == 2)
 
     def _jitter(self, x: Tensor) -> Tensor:
         """Per-sample contrast c ~ U(1-s, 1+s) about the mean, brightness b ~ U(-s, s) * std."""
@@ -207,6 +225,13 @@ def build_augment(cfg: Any, spatial_dims: int, task: str,
         if len(crop) != 2 or not 0 < crop[0] <= crop[1] <= 1:
             raise ValueError(f"crop_scale must be (low, high) with 0 < low <= high <= 1, "
                              f"got {crop}.")
+    sizes = getattr(cfg, "sizes", None)
+    if sizes:
+        if task != "classification" or spatial_dims < 1:
+            raise ValueError("sizes (multi-size training) applies to classification of signals, "
+                             "images or volumes only.")
+        if any(int(v) < 1 for v in sizes):
+            raise ValueError(f"sizes must be positive sides in pixels, got {list(sizes)}.")
     for name in ("hflip", "vflip"):
         if not 0 <= float(getattr(cfg, name, 0) or 0) <= 1:
             raise ValueError(f"{name} is a probability and must lie in [0, 1].")

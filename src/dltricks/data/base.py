@@ -141,8 +141,24 @@ def register_dataset(name: str | None = None, *, task: Task, description: str = 
 
 
 def create_dataset(name: str, seed: int = 0, **kwargs: Any) -> DatasetSplits:
-    """Builds a registered dataset; the same ``seed`` and kwargs always give the same data."""
-    return DATASETS.get(name)(seed=seed, **kwargs)
+    """Builds a registered dataset; the same ``seed`` and kwargs always give the same data.
+
+    Raises:
+        KeyError: unknown dataset name (the message lists the available ones).
+        ValueError: a keyword argument the dataset does not take (the message lists those it
+            does), or a bad value.
+    """
+    import inspect
+
+    builder = DATASETS.get(name)
+    params = inspect.signature(builder).parameters
+    if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        unknown = sorted(set(kwargs) - set(params) | ({"seed"} & set(kwargs)))
+        if unknown:
+            allowed = [k for k in params if k != "seed"]
+            raise ValueError(f"Dataset {name!r} does not take {', '.join(map(repr, unknown))}; "
+                             f"it takes: {', '.join(allowed) or '(no options)'}.")
+    return builder(seed=seed, **kwargs)
 
 
 def list_datasets(pattern: str | None = None) -> list[str]:

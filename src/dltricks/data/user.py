@@ -8,12 +8,15 @@
   or (C, D, H, W), masks (D, H, W) of integer labels.
 
 Bad input raises ``FileNotFoundError`` or ``ValueError`` with a message naming the offending file
-or field. Labels are never remapped: they must be integers 0..K-1, and K = max + 1.
+or field. Labels are never remapped: they must be integers 0..K-1, and K = max + 1; a single
+class, or labels with gaps such as {0, 1, 1000} (K = 1001, 998 classes without samples), load
+with a ``UserWarning``.
 """
 
 from __future__ import annotations
 
 import csv
+import warnings
 import zipfile
 from pathlib import Path
 
@@ -49,6 +52,23 @@ def _check_labels(y: np.ndarray, where: str, num_classes: int | None = None) -> 
     if num_classes is not None and y.max() >= num_classes:
         raise ValueError(f"{where} has label {int(y.max())} outside [0, {num_classes}).")
     return y.astype(np.int64)
+
+
+def _warn_labels(y: np.ndarray, where: str) -> None:
+    """Warns about labels that train a model badly without being wrong: a single class, or
+    integers with gaps (e.g. {0, 1, 1000}: K = max + 1 = 1001 outputs, 998 of them never seen)."""
+    present = np.unique(y)
+    k = int(present.max()) + 1
+    if len(present) == 1:
+        warnings.warn(f"{where} holds a single class ({int(present[0])}); a classifier has "
+                      "nothing to learn. Check the labels or the file.", UserWarning, stacklevel=3)
+    elif len(present) < k:
+        absent = k - len(present)
+        shown = ", ".join(str(int(v)) for v in present[:6]) + (", ..." if len(present) > 6 else "")
+        warnings.warn(f"{where} uses {len(present)} distinct labels ({shown}) but K = max + 1 "
+                      f"= {k} classes, {absent} of them without samples; labels are not "
+                      "remapped, so remap them to 0..K-1 if the gaps are not intended.",
+                      UserWarning, stacklevel=3)
 
 
 def _splits(name: str, task: str, x: torch.Tensor, y: torch.Tensor, num_classes: int,
@@ -111,6 +131,10 @@ def image_folder(seed: int = 0, path: str | Path | None = None, channels: int = 
                 raise ValueError(f"image_folder: cannot read image file {str(f)!r}: {err}") from err
             images.append(arr[None] if channels == 1 else arr.transpose(2, 0, 1))
             labels.append(label)
+    if len(classes) == 1:
+        warnings.warn(f"image_folder: {str(root)!r} has a single class folder "
+                      f"({classes[0].name!r}); a classifier has nothing to learn.",
+                      UserWarning, stacklevel=2)
     x = torch.from_numpy(np.stack(images))  # (N, C, S, S)
     y = torch.tensor(labels, dtype=torch.long)
     return _splits("image_folder", "classification", x, y, len(classes), 2, seed, fractions,
@@ -184,6 +208,13 @@ def arrays(seed: int = 0, path: str | Path | None = None, label_column: str | in
     if suffix == ".npz":
         if label_column is not None:
             raise ValueError("arrays: label_column only applies to .csv files.")
+        if not zipfile.is_zipfile(p):
+            with p.open("rb") as fh:
+                npy = fh.read(6) == b"\x93NUMPY"
+            raise ValueError(
+                f"arrays: {str(p)!r} is not a valid .npz file ("
+                + ("a single .npy array saved under an .npz name" if npy else "not a zip archive")
+                + "); write one with numpy.savez(path, x=inputs, y=labels).")
         try:
             with np.load(p, allow_pickle=False) as npz:
                 found = {k: npz[k] for k in npz.files if k in ("x", "y")}
@@ -208,6 +239,7 @@ def arrays(seed: int = 0, path: str | Path | None = None, label_column: str | in
     if not np.issubdtype(x_np.dtype, np.number) or not np.all(np.isfinite(x_np)):
         raise ValueError(f"arrays: field 'x' in {str(p)!r} must be finite numbers.")
     y_np = _check_labels(y_np, f"arrays: field 'y' in {str(p)!r}")
+    _warn_labels(y_np, f"arrays: field 'y' in {str(p)!r}")
     x = torch.from_numpy(np.ascontiguousarray(x_np, dtype=np.float32))
     if x.ndim == 1:
         x = x[:, None]
@@ -271,6 +303,11 @@ def volumes(seed: int = 0, path: str | Path | None = None, num_classes: int | No
             raise ValueError(f"volumes: {str(f)!r} must hold finite numbers.")
         xs.append(vol.astype(np.float32))
         ys.append(_check_labels(mask, f"volumes: mask {str(m)!r}", num_classes))
+    present = np.unique(np.concatenate([np.unique(y) for y in ys]))
+    if len(present) == 1:
+        warnings.warn(f"volumes: every mask in {str(mask_dir)!r} holds the single label "
+                      f"{int(present[0])}; a segmenter has nothing to learn.", UserWarning,
+                      stacklevel=2)
     k = num_classes if num_classes is not None else max(2, max(int(y.max()) for y in ys) + 1)
     x, y = torch.from_numpy(np.stack(xs)), torch.from_numpy(np.stack(ys))
     return _splits("volumes", "segmentation", x, y, k, 3, seed, fractions, False,

@@ -1,15 +1,15 @@
 """Analyses: tips of the guide that a computation checks without training.
 
-Each function is registered in :data:`dltricks.lab.catalog.ANALYSES` with the catalog ids it
-checks (meta ``tips=(...)``), takes no required argument, and returns a dict of the computed
-values and a boolean ``holds``: whether the tip's claim is true of the computed values. Receptive
+Each function is registered in this module's :data:`ANALYSES` with the catalog ids it checks
+(meta ``tips=(...)``), takes no required argument, and returns a dict of the computed values and
+a boolean ``holds``: whether the tip's claim is true of the computed values. Receptive
 fields come from :func:`dltricks.analysis.receptive_field` (Araujo, Norris & Sim 2019) on real
 blocks of :mod:`dltricks.nn`, parameters from the modules, MACs from
 ``torch.utils.flop_counter`` (one multiply-accumulate = 2 FLOPs). Modules are built on the meta
 device where no values are needed, so every analysis runs in well under a second.
 
-Run them with :func:`run_analyses`. (Other modules register analyses of their own in the same
-registry, with their own signatures; :data:`NAMES` lists the ones defined here.)
+Run them with :func:`run_analyses`; :func:`coverage` says which tips they check (the catalog's
+status and :mod:`dltricks.coverage` ask it).
 """
 
 from __future__ import annotations
@@ -20,9 +20,12 @@ from typing import Any
 import torch
 from torch import nn
 
-from dltricks.lab.catalog import ANALYSES
+from dltricks.registry import Registry
 
 Analysis = Callable[..., dict[str, Any]]
+
+#: the lab's analyses by name, each with meta ``tips`` (catalog ids) and ``description``
+ANALYSES: Registry[Analysis] = Registry("analysis")
 
 #: the analyses registered by this module, in definition order
 NAMES: list[str] = []
@@ -46,7 +49,9 @@ def _rf(model: nn.Module, input_shape: tuple[int, ...]) -> int:
 
 
 def _params(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
+    from dltricks.analysis.complexity import count_parameters
+
+    return count_parameters(model)
 
 
 def _macs(model: nn.Module, input_shape: tuple[int, ...]) -> int:
@@ -277,10 +282,15 @@ def dual_pathway_context(channels: int = 4, size: int = 36) -> dict[str, Any]:
     return {"rf_single": single, "rf_dual": dual, "holds": single == 9 and dual == 27}
 
 
+def coverage() -> dict[str, tuple[str, ...]]:
+    """The catalog tips each analysis checks: ``{analysis name: tip ids}``."""
+    return {n: tuple(ANALYSES.meta(n)["tips"]) for n in NAMES}
+
+
 def run_analyses(names: list[str] | None = None) -> dict[str, dict[str, Any]]:
     """Runs the analyses of this module (all of :data:`NAMES`, or ``names``) with their default
     arguments and returns their results by name."""
     return {n: ANALYSES.get(n)() for n in (names or NAMES)}
 
 
-__all__ = ["NAMES", "register_analysis", "run_analyses"]
+__all__ = ["ANALYSES", "NAMES", "coverage", "register_analysis", "run_analyses"]

@@ -9,7 +9,8 @@ Field Comparison:", "**Transformers:**") is no claim and has no entry; the compa
 the guide's "Strengths and Weaknesses" section has no bullets and repeats claims listed here.
 
 Status is derived, never typed in: ``measured`` when a registered experiment lists the tip,
-``analysis`` when a registered analysis (:data:`ANALYSES`) checks it, ``not measured`` otherwise.
+``analysis`` when a computation checks it without training (the lab's analyses, and in
+:mod:`dltricks.coverage` also the comparison's claims), ``not measured`` otherwise.
 :func:`parse_guide` reads the guide's bullets, so a test can check that the catalog covers every
 one of them.
 """
@@ -17,14 +18,9 @@ one of them.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
-
-from dltricks.registry import Registry
-
-#: Analyses (no training, a computed check) by name; meta ``tips=(...)`` lists catalog ids.
-ANALYSES: Registry[Callable[..., Any]] = Registry("analysis")
 
 _HEADING_MAX_WORDS = 6
 
@@ -149,19 +145,19 @@ TIPS: tuple[Tip, ...] = (
     _t('cnn-large-kernels-costly', 'Convolutional Neural Networks (CNNs)',
        'Larger filter sizes (7x7, 5x5) capture more complex features but are computationally expensive.',
        '7x7/5x5 kernels see more per layer but cost more parameters and MACs than 3x3.',
-       ('nn.conv',)),
+       ('nn.conv_blocks',)),
     _t('cnn-stacked-3x3', 'Convolutional Neural Networks (CNNs)',
        'Smaller filter sizes (3x3) with multiple layers can achieve similar receptive fields with fewer parameters.',
        'Stacks of 3x3 convolutions reach the receptive field of one large kernel with fewer parameters.',
-       ('nn.conv', 'analysis.receptive_field')),
+       ('nn.conv_blocks', 'analysis.receptive_field')),
     _t('cnn-padding', 'Convolutional Neural Networks (CNNs)',
        'Padding helps retain spatial dimensions and is essential for preserving information at the edges.',
        "'Same' padding keeps the spatial size and lets border pixels contribute.",
-       ('nn.conv',)),
+       ('nn.conv_blocks',)),
     _t('kernel-rf-growth', 'Smaller or Larger Kernel Size in CNNs',
        'Convolution layers with 5x5 or 7x7 kernels tend to increase receptive field faster than their 3x3 versions. However, many state of the art architectures prefer to use 3x3 convolution layers. To reach enough receptive field compared to larger kernels, they generally deploy multiple layers. In the below, you can see the receptive field covered by convolution layers with different kernel sizes',
        'Larger kernels grow the receptive field faster per layer; modern nets stack 3x3 layers instead.',
-       ('nn.conv', 'analysis.receptive_field')),
+       ('nn.conv_blocks', 'analysis.receptive_field')),
     _t('rf-two-3x3', 'Smaller or Larger Kernel Size in CNNs',
        '2 consecutive 3x3 conv layers = 1 5x5 conv layer',
        'Two stacked 3x3 convolutions have the receptive field of one 5x5.',
@@ -173,7 +169,7 @@ TIPS: tuple[Tip, ...] = (
     _t('small-kernels-advantages', 'Smaller or Larger Kernel Size in CNNs',
        'In fact, using multiple conv layers with small kernel instead of single layer with larger kernel introduces some advantages:',
        'Several small-kernel layers have advantages over one large-kernel layer.',
-       ('nn.conv',)),
+       ('nn.conv_blocks',)),
     _t('small-kernels-more-nonlinearity', 'Smaller or Larger Kernel Size in CNNs',
        'Going through multiple non-linear activations instead of single one, this makes decision function in the model more discriminative',
        'More layers mean more nonlinearities, a more discriminative decision function.',
@@ -181,7 +177,7 @@ TIPS: tuple[Tip, ...] = (
     _t('small-kernels-fewer-params', 'Smaller or Larger Kernel Size in CNNs',
        'Number of parameters and computations would be decreased in small kernels. Working with larger kernels especially in 3D domain like medical imaging is a bad decision. Small kernels are highly recommended at this point.',
        'Small kernels cut parameters and MACs, above all in 3-D (medical) networks.',
-       ('analysis.params_macs', 'models.cnn3d')),
+       ('analysis.complexity(params, MACs)', 'models.cnn3d')),
     _t('depth-by-rf', 'Receptive Field and Layer Depth',
        "Decide the number of layers based on the problem's complexity and desired receptive field.",
        'Choose depth from task complexity and the receptive field it needs.',
@@ -197,11 +193,11 @@ TIPS: tuple[Tip, ...] = (
     _t('stride-pool-cost', 'Striding and Pooling',
        'While doing these, they also reduce spatial dimension of input. In that way, computational cost would be decreased.',
        'Downsampling shrinks feature maps and so the compute of later layers.',
-       ('analysis.params_macs',)),
+       ('analysis.complexity(params, MACs)',)),
     _t('downsample-skip-segmentation', 'Striding and Pooling',
        'However, reduced feature maps start to loose fine-grained information (low-level details) like boundaries and edges of organs. This decreases the quality of segmentation; hence, using skip connection can be good alternative to handle this problem.',
        'Downsampling loses fine detail (boundaries), hurting segmentation; skip connections restore it.',
-       ('models.seg', 'data.seg2d')),
+       ('models.seg', 'data.segmentation(seg2d)')),
     _t('multiscale-two-views', 'Multi-Scale Input Processing',
        'Multi-scale input processing provides a way to look at and investigate the input image from two different perspectives.',
        'Multi-scale input processing looks at the image at two resolutions.',
@@ -221,7 +217,7 @@ TIPS: tuple[Tip, ...] = (
     _t('atrous-rf-resolution', 'Atrous (Dilated) Convolutions',
        'Atrous convolution is capable of increasing receptive field of feature maps without reducing resolution, so it is suitable for retaining fine-grained details in segmentation tasks.',
        'Dilated convolutions grow the receptive field without losing resolution (good for segmentation).',
-       ('nn.conv', 'nn.pool.ASPP')),
+       ('nn.conv_blocks', 'nn.pool(ASPP)')),
     _t('pooling-invariance-segmentation', 'Pooling and Segmentation',
        'Pooling extracts geometrically invariant features but might affect segmentation tasks negatively.',
        'Pooling buys geometric invariance but can hurt segmentation.',
@@ -233,7 +229,7 @@ TIPS: tuple[Tip, ...] = (
     _t('bn-stabilizes', 'Batch Normalization (Batch-Norm)',
        'Batch normalization stabilizes training by normalizing inputs to each layer, improving convergence and generalization.',
        'Batch normalization speeds up and stabilizes convergence and improves final accuracy.',
-       ('nn.norm(batch)', 'models.small_cnn(norm=batch)')),
+       ('nn.factory(norm=batch)', 'models.small_cnn(norm=batch)')),
     _t('bn-before-activation', 'Batch Normalization (Batch-Norm)',
        'Usually placed before activation functions (convolution, ReLU) for better performance.',
        'Put the normalization before the activation (conv → BN → ReLU) rather than after it.',
@@ -241,11 +237,11 @@ TIPS: tuple[Tip, ...] = (
     _t('dwsep-cheaper', 'Depth-wise Separable Convolutions',
        'Depth-wise separable convolutions reduce computational complexity by splitting spatial and channel convolutions.',
        'Depthwise separable convolutions cut parameters and MACs by splitting spatial and channel mixing.',
-       ('nn.conv(groups)', 'analysis.params_macs')),
+       ('nn.conv_blocks(groups)', 'analysis.complexity(params, MACs)')),
     _t('dwsep-low-resource', 'Depth-wise Separable Convolutions',
        'Suitable for scenarios with limited computational resources.',
        'Depthwise separable convolutions suit low-resource settings.',
-       ('analysis.latency',)),
+       ('analysis.complexity(latency)',)),
     _t('attention-improves', 'Attention Mechanisms',
        'Attention mechanisms enhance model performance by focusing on relevant parts of the input sequence or image.',
        'Attention improves accuracy by focusing on the relevant parts of the input.',
@@ -269,11 +265,11 @@ TIPS: tuple[Tip, ...] = (
     _t('norm-variants', 'Normalization Techniques',
        'Apart from batch normalization, explore layer normalization and instance normalization for different scenarios.',
        'Layer and instance normalization are alternatives to batch normalization for some settings (e.g. small batches).',
-       ('nn.norm(layer|instance|group)',)),
+       ('nn.factory(norm=layer|instance|group)',)),
     _t('norm-stabilize-generalize', 'Normalization Techniques',
        'Normalization techniques help stabilize training and improve generalization.',
        'Normalization layers stabilize training and improve generalization.',
-       ('nn.norm',)),
+       ('nn.factory(norm)',)),
     _t('ls-overconfidence', 'Label Smoothing',
        'Introduce a small amount of noise to ground-truth labels to prevent the model from becoming overconfident in predictions.',
        'Label smoothing makes the model less over-confident.',
@@ -281,15 +277,15 @@ TIPS: tuple[Tip, ...] = (
     _t('ls-generalize-calibrate', 'Label Smoothing',
        'Label smoothing can lead to better generalization and calibration of model probabilities.',
        'Label smoothing improves accuracy and calibration (ECE).',
-       ('train.losses(label_smoothing)', 'train.metrics.ece')),
+       ('train.losses(label_smoothing)', 'train.metrics(ECE)')),
     _t('oneshot-few-examples', 'One-Shot Learning',
        'Develop models that can learn from just a few examples, which is particularly useful for tasks with limited training data.',
        'Learn new classes from a few examples.',
-       ('methods.fewshot',)),
+       ('methods.metric',)),
     _t('oneshot-siamese-metric', 'One-Shot Learning',
        'Siamese networks and metric learning techniques can be employed for one-shot learning.',
        'Siamese networks and metric learning enable one-shot learning.',
-       ('methods.fewshot', 'pytorch-metric-learning')),
+       ('methods.metric', 'methods.metric(pytorch-metric-learning)')),
     _t('zeroshot-unseen', 'Zero-Shot Learning',
        'Zero-shot learning involves training a model to recognize classes it has never seen during training.',
        'Zero-shot learning recognizes classes unseen in training.',
@@ -297,11 +293,11 @@ TIPS: tuple[Tip, ...] = (
     _t('zeroshot-semantic', 'Zero-Shot Learning',
        'This is achieved by leveraging auxiliary information or semantic embeddings.',
        'Zero-shot learning works through auxiliary information or semantic embeddings.',
-       ('methods.zeroshot', 'MiniLM')),
+       ('methods.zeroshot', 'methods.zeroshot(MiniLM)')),
     _t('spp-multiscale', 'SPP Layer (Spatial Pyramid Pooling)',
        'SPP layers capture information at multiple scales, improving object detection by handling various object sizes.',
        'Spatial pyramid pooling captures several scales and handles varied object sizes.',
-       ('nn.pool.SPP',)),
+       ('nn.pool(SPP)',)),
     _t('residual-gradient-flow', 'Residual Networks (ResNets) and Skip Connections',
        'Residual connections facilitate gradient flow and alleviate vanishing gradient issues.',
        'Residual connections improve gradient flow and relieve vanishing gradients.',
@@ -321,7 +317,7 @@ TIPS: tuple[Tip, ...] = (
     _t('relu-vanishing', 'Backpropagation and Optimization',
        'Use activation functions (ReLU, Leaky ReLU) to avoid vanishing gradients and improve convergence.',
        'ReLU and Leaky ReLU avoid vanishing gradients and converge better than sigmoid/tanh in deep nets.',
-       ('nn.act', 'models.mlp(act)')),
+       ('nn.factory(act)', 'models.mlp(act)')),
     _t('optimizers-faster', 'Backpropagation and Optimization',
        'Employ optimization techniques like Adam, RMSProp, or SGD with momentum for faster convergence.',
        'Adam, RMSprop and SGD with momentum converge faster than plain SGD.',
@@ -333,7 +329,7 @@ TIPS: tuple[Tip, ...] = (
     _t('reg-l2-dropout-bn', 'Regularization and Dropout',
        'Regularization techniques like L2 regularization, dropout, and batch normalization help prevent overfitting.',
        'L2 regularization, dropout and batch normalization reduce overfitting.',
-       ('train.optim(weight_decay)', 'models(dropout)', 'nn.norm')),
+       ('train.optim(weight_decay)', 'models(dropout)', 'nn.factory(norm)')),
     _t('dropout-moderation', 'Regularization and Dropout',
        'Apply dropout in moderation to prevent underfitting.',
        'Moderate dropout helps; heavy dropout underfits.',
@@ -345,7 +341,7 @@ TIPS: tuple[Tip, ...] = (
     _t('hparam-search-methods', 'Hyperparameter Tuning',
        'Utilize techniques like random search or Bayesian optimization for efficient hyperparameter tuning.',
        'Random search and Bayesian optimization tune hyperparameters efficiently.',
-       ('search (optuna)',)),
+       ('search.tune(Optuna)',)),
     _t('nas-automates', 'Neural Architecture Search (NAS)',
        'NAS automates the process of finding optimal neural network architectures.',
        'NAS automates architecture design.',
@@ -357,7 +353,8 @@ TIPS: tuple[Tip, ...] = (
     _t('compress-size-latency', 'Quantization and Model Compression',
        'Reduce model size and inference latency through techniques like quantization and pruning.',
        'Quantization and pruning reduce model size and latency.',
-       ('compress',)),
+       ('compress.quantize', 'compress.prune', 'compare.edge(int8 size and latency, measured)',
+        'benchmarks/mamba_edge.py(measured)')),
     _t('compress-definitions', 'Quantization and Model Compression',
        'Quantization involves representing weights with fewer bits, while pruning removes less important connections.',
        'Quantization uses fewer bits per weight; pruning removes unimportant connections.',
@@ -365,27 +362,27 @@ TIPS: tuple[Tip, ...] = (
     _t('da-adapt', 'Domain Adaptation',
        'Adapt a model trained on one domain to perform well on a different but related domain.',
        'Adapt a model to a different but related domain.',
-       ('methods.domain_adaptation', 'data.mnist1d(shift)')),
+       ('methods.domain', 'data.mnist1d(shift)')),
     _t('da-techniques', 'Domain Adaptation',
        'Techniques like domain adversarial training and self-training can be used for domain adaptation.',
        'Domain-adversarial training and self-training adapt across domains.',
-       ('methods.domain_adaptation',)),
+       ('methods.domain',)),
     _t('ssl-unlabeled', 'Semi-Supervised Learning',
        'Combine labeled and unlabeled data to improve model performance, especially when labeled data is scarce.',
        'Unlabeled data improves accuracy when labels are scarce.',
-       ('methods.semi_supervised',)),
+       ('methods.semi',)),
     _t('ssl-techniques', 'Semi-Supervised Learning',
        'Techniques like pseudo-labeling and consistency regularization are common in semi-supervised learning.',
        'Pseudo-labeling and consistency regularization are common semi-supervised methods.',
-       ('methods.semi_supervised',)),
+       ('methods.semi',)),
     _t('gp-uncertainty', 'Gaussian Processes in Bayesian Deep Learning',
        'Utilize Gaussian processes for uncertainty estimation and probabilistic modeling in deep learning.',
        'Gaussian processes give uncertainty estimates in deep learning.',
-       ('methods.bayesian (gpytorch)',)),
+       ('methods.bayes(gpytorch)',)),
     _t('bnn-vi-uncertainty', 'Gaussian Processes in Bayesian Deep Learning',
        'Bayesian neural networks and variational inference techniques also contribute to uncertainty quantification.',
        'Bayesian networks and variational inference also quantify uncertainty.',
-       ('methods.bayesian',)),
+       ('methods.bayes',)),
     _t('aug-diversity', 'Data Augmentation',
        'Apply data augmentation techniques (rotation, cropping, flipping) to increase the diversity of the training data.',
        'Augmentation (rotation, cropping, flipping) increases training-data diversity.',
@@ -397,7 +394,7 @@ TIPS: tuple[Tip, ...] = (
     _t('transfer-pretrained', 'Transfer Learning and Pretrained Models',
        'Utilize pretrained models and fine-tuning to leverage features learned on large datasets.',
        'Fine-tuning pretrained models reuses features learned on large data.',
-       ('methods.transfer', 'MiniLM')),
+       ('methods.transfer', 'methods.zeroshot(MiniLM)')),
     _t('transfer-adapt', 'Transfer Learning and Pretrained Models',
        'Adapt pretrained models to your specific task to improve convergence and performance.',
        'Adapting a pretrained model converges faster and performs better than training from scratch.',
@@ -417,15 +414,15 @@ TIPS: tuple[Tip, ...] = (
     _t('kd-student-teacher', 'Knowledge Distillation',
        'Train compact "student" models to mimic the behavior of larger "teacher" models.',
        'Train a small student to mimic a large teacher.',
-       ('methods.distillation',)),
+       ('methods.distill',)),
     _t('kd-transfer', 'Knowledge Distillation',
        'Knowledge distillation helps transfer knowledge from complex models to smaller ones.',
        'Distillation transfers knowledge from large to small models.',
-       ('methods.distillation',)),
+       ('methods.distill',)),
     _t('kd-temperature', 'Knowledge Distillation',
        'Experiment with different temperature settings and loss functions for effective distillation.',
        'Temperature and loss choice matter for distillation.',
-       ('methods.distillation',)),
+       ('methods.distill',)),
     _t('tf-long-range', 'Transformers',
        'Transformers are attention-based architectures that excel at modeling long-range dependencies in sequential and structured data (e.g., text, images, videos). They replace recurrence and convolution with self-attention mechanisms, enabling parallel processing and scalability.',
        'Transformers model long-range dependencies with self-attention and parallelize well.',
@@ -433,7 +430,7 @@ TIPS: tuple[Tip, ...] = (
     _t('tf-self-attention', 'Transformers',
        'Computes weighted interactions between all input tokens, dynamically focusing on relevant context. Multi-head attention extends this by capturing diverse relationships in parallel.',
        'Self-attention weighs all token pairs; multiple heads capture different relations.',
-       ('nn.attention.MHSA',)),
+       ('nn.attention(MHSA)',)),
     _t('tf-positional-encoding', 'Transformers',
        'Injects spatial/temporal order into input embeddings (e.g., sine/cosine functions or learned embeddings) since Transformers lack inherent sequential bias.',
        'Positional encodings (sinusoidal or learned) give Transformers order information.',
@@ -445,11 +442,11 @@ TIPS: tuple[Tip, ...] = (
     _t('tf-efficient-attention', 'Transformers',
        'Techniques like sparse attention, axial attention, or memory-efficient variants (e.g., Linformer) reduce the quadratic complexity of self-attention for long sequences.',
        'Sparse, axial and Linformer attention reduce the quadratic cost on long sequences.',
-       ('nn.attention.efficient',)),
+       ('nn.efficient_attention',)),
     _t('tf-pretrain-adapters', 'Transformers',
        'Start with pretrained models (e.g., Hugging Face’s Transformers library) and fine-tune on domain-specific data. Use task-specific adapters to avoid full retraining.',
        'Fine-tune pretrained models; adapters avoid full retraining.',
-       ('methods.transfer.adapters', 'peft')),
+       ('methods.transfer.apply_lora(LoRA adapters)', 'methods.transfer.apply_lora(LoRA adapters)')),
     _t('tf-sequence-length', 'Transformers',
        'For long inputs, truncate, chunk, or use hierarchical attention. FlashAttention or mixed-precision training can optimize GPU memory usage.',
        'Truncate, chunk or use hierarchical attention for long inputs; FlashAttention/mixed precision save memory.',
@@ -485,7 +482,7 @@ TIPS: tuple[Tip, ...] = (
     _t('mamba-memory-efficiency', 'Mamba',
        'Optimizes computational resources, making it suitable for deployment in resource-constrained environments.',
        'Mamba is memory-efficient and suits constrained deployment.',
-       ('analysis.scaling',)),
+       ('compare.complexity(cost against length)',)),
     _t('mamba-pretraining', 'Mamba',
        'Pretrain the Mamba model on similar tasks to capture domain-specific features, then fine-tune for your application.',
        'Pretrain Mamba on a related task, then fine-tune.',
@@ -525,7 +522,7 @@ TIPS: tuple[Tip, ...] = (
     _t('vs-mamba-efficiency', 'Mamba vs. Transformers: 1. Core Architecture',
        'Designed for resource efficiency (e.g., edge devices, low-memory settings).',
        'Mamba is designed for resource efficiency.',
-       ('analysis.scaling',)),
+       ('compare.complexity(cost against length)',)),
     _t('vs-tf-global-attention', 'Mamba vs. Transformers: 2. Attention and Context Handling',
        'Global self-attention: Captures interactions between all tokens, enabling long-range dependencies.',
        'Global self-attention enables long-range dependencies.',
@@ -533,11 +530,11 @@ TIPS: tuple[Tip, ...] = (
     _t('vs-tf-quadratic', 'Mamba vs. Transformers: 2. Attention and Context Handling',
        'Quadratic complexity \\(O(n^2)\\) limits scalability for long sequences (e.g., high-resolution images, genomics).',
        "Attention's O(n^2) cost limits long sequences.",
-       ('analysis.scaling',)),
+       ('compare.complexity(cost against length)',)),
     _t('vs-tf-mitigations', 'Mamba vs. Transformers: 2. Attention and Context Handling',
        'Mitigations: Sparse attention (e.g., Longformer), chunking, or memory-efficient variants (FlashAttention).',
        'Sparse attention, chunking and FlashAttention mitigate the quadratic cost.',
-       ('nn.attention.efficient',)),
+       ('nn.efficient_attention',)),
     _t('vs-mamba-adaptive-attention', 'Mamba vs. Transformers: 2. Attention and Context Handling',
        'Uses adaptive attention focused on critical regions (reduces redundant computation).',
        'Adaptive attention on critical regions reduces computation.',
@@ -549,11 +546,11 @@ TIPS: tuple[Tip, ...] = (
     _t('vs-mamba-long-sequences', 'Mamba vs. Transformers: 2. Attention and Context Handling',
        'Better suited for long sequences with linear or sub-quadratic complexity.',
        'Mamba scales linearly and suits long sequences.',
-       ('nn.ssm', 'analysis.scaling')),
+       ('nn.ssm', 'compare.complexity(cost against length)')),
     _t('vs-tf-cost', 'Mamba vs. Transformers: 3. Computational Efficiency',
        'High memory/FLOPs cost due to dense attention and large parameter counts.',
        'Transformers cost much memory and FLOPs.',
-       ('analysis.scaling', 'analysis.params_macs')),
+       ('compare.complexity(cost against length)', 'analysis.complexity(params, MACs)')),
     _t('vs-tf-heavy-optimization', 'Mamba vs. Transformers: 3. Computational Efficiency',
        'Requires heavy optimization (mixed precision, model parallelism) for training/inference.',
        'Transformers need mixed precision and model parallelism at scale.',
@@ -561,7 +558,7 @@ TIPS: tuple[Tip, ...] = (
     _t('vs-tf-edge', 'Mamba vs. Transformers: 3. Computational Efficiency',
        'Ideal for GPU/TPU clusters but struggles on edge devices.',
        'Transformers suit GPU/TPU clusters and struggle on edge devices.',
-       ('analysis.latency',)),
+       ('analysis.complexity(latency)',)),
     _t('vs-mamba-skip-layers', 'Mamba vs. Transformers: 3. Computational Efficiency',
        'Dynamic scaling reduces redundant computations (e.g., skips layers for simpler inputs).',
        'Dynamic scaling skips layers for simple inputs.',
@@ -573,11 +570,11 @@ TIPS: tuple[Tip, ...] = (
     _t('vs-mamba-latency', 'Mamba vs. Transformers: 3. Computational Efficiency',
        'Lower latency in resource-constrained environments (e.g., real-time video processing).',
        'Mamba has lower latency in constrained environments.',
-       ('analysis.latency',)),
+       ('analysis.complexity(latency)',)),
     _t('vs-tf-scale', 'Mamba vs. Transformers: 4. Scalability and Training',
        'Scale exceptionally with data and parameters (e.g., GPT-4, PaLM).',
        'Transformers scale with data and parameters.',
-       ('analysis.scaling',)),
+       ('compare.complexity(cost against length)',)),
     _t('vs-tf-pretraining-critical', 'Mamba vs. Transformers: 4. Scalability and Training',
        'Pretraining on massive datasets is critical for downstream performance.',
        'Transformers depend on large-scale pretraining.',
@@ -609,11 +606,11 @@ TIPS: tuple[Tip, ...] = (
     _t('vs-tf-use-high-resource', 'Mamba vs. Transformers: 5. Use Case Suitability',
        'High-resource environments: Cloud/TPU-based inference.',
        'Transformers suit high-resource inference.',
-       ('analysis.latency',)),
+       ('analysis.complexity(latency)',)),
     _t('vs-mamba-use-edge', 'Mamba vs. Transformers: 5. Use Case Suitability',
        'Resource-limited applications: Edge devices, mobile/embedded systems.',
        'Mamba suits edge and embedded devices.',
-       ('analysis.latency',)),
+       ('analysis.complexity(latency)',)),
     _t('vs-mamba-use-dynamic', 'Mamba vs. Transformers: 5. Use Case Suitability',
        'Dynamic input complexity: Tasks where input varies in difficulty (e.g., medical imaging with variable lesion sizes).',
        'Mamba suits inputs of varying difficulty.',
@@ -621,7 +618,7 @@ TIPS: tuple[Tip, ...] = (
     _t('vs-mamba-use-realtime', 'Mamba vs. Transformers: 5. Use Case Suitability',
        'Real-time processing: Autonomous systems, low-latency video analysis.',
        'Mamba suits real-time, low-latency processing.',
-       ('analysis.latency',)),
+       ('analysis.complexity(latency)',)),
     _t('choose-tf-global', 'Mamba vs. Transformers: 7. Practical Tips',
        'Your task requires global context (e.g., document summarization).',
        'Choose a Transformer when the task needs global context.',
@@ -637,7 +634,7 @@ TIPS: tuple[Tip, ...] = (
     _t('choose-mamba-latency', 'Mamba vs. Transformers: 7. Practical Tips',
        'Latency/memory constraints are critical (e.g., IoT devices).',
        'Choose Mamba under latency or memory constraints.',
-       ('advisor', 'analysis.latency')),
+       ('advisor', 'analysis.complexity(latency)')),
     _t('choose-mamba-varied-input', 'Mamba vs. Transformers: 7. Practical Tips',
        'Input complexity varies widely (e.g., multi-scale segmentation).',
        'Choose Mamba when input complexity varies widely.',
@@ -650,6 +647,48 @@ TIPS: tuple[Tip, ...] = (
 # fmt: on
 
 _BY_ID = {t.id: t for t in TIPS}
+
+
+def component_status(component: str) -> str:
+    """Whether a component a tip names exists in this version: ``"exists"`` or ``"planned"``.
+
+    A component is ``<dotted name>[(detail)]`` under ``dltricks`` (``"nn.pool(SPP)"``,
+    ``"methods.distillation"``), a registered model (``"models.small_cnn"``), or a file of the
+    repository (``"benchmarks/mamba_edge.py(measured)"``). It exists when the module (and
+    attribute) imports, the model is registered, or the file is there; anything else is
+    planned, so the catalog never lists a component that is not there as realising a tip.
+    """
+    import importlib
+    import importlib.util
+    from pathlib import Path
+
+    name = re.split(r"[\s(]", component.strip(), maxsplit=1)[0]
+    if "/" in name:
+        root = Path(__file__).resolve().parents[3]
+        return "exists" if (root / name).is_file() else "planned"
+    parts = [p for p in name.split(".") if p]
+    for i in range(len(parts), 0, -1):
+        module = "dltricks." + ".".join(parts[:i])
+        try:
+            spec = importlib.util.find_spec(module)
+        except (ImportError, ValueError):
+            spec = None
+        if spec is None or spec.origin in (None, "namespace"):  # absent, or an empty folder
+            continue
+        obj: Any = importlib.import_module(module)
+        for attr in parts[i:]:
+            obj = getattr(obj, attr, None)
+            if obj is None:
+                break
+        if obj is not None:
+            return "exists"
+        break
+    if len(parts) == 2 and parts[0] == "models":
+        from dltricks.models import list_models
+
+        if parts[1] in list_models() or list_models(f"{parts[1]}*"):
+            return "exists"
+    return "planned"
 
 
 def tip_ids() -> list[str]:
@@ -676,31 +715,38 @@ def experiments_for(tip_id: str) -> list[str]:
     return [e.id for e in list_experiments() if tip_id in e.tips]
 
 
-def catalog_status() -> list[dict[str, Any]]:
-    """Every tip with its status (measured / analysis / not measured) and what covers it."""
-    # importing these registers their checks in ANALYSES
-    from dltricks.compare import claims as _compare_claims  # noqa: F401
-    from dltricks.lab import analyses as _cnn_analyses  # noqa: F401
+def catalog_status(checks: Mapping[str, Sequence[str]] | None = None) -> list[dict[str, Any]]:
+    """Every tip with its status (measured / analysis / not measured) and what covers it.
+
+    Args:
+        checks: computations that check tips without training, ``{name: tip ids}``; by default
+            the lab's analyses (:func:`dltricks.lab.analyses.coverage`). The comparison's claims
+            sit in a layer above the lab: :func:`dltricks.coverage.catalog_status` passes both.
+    """
     from dltricks.lab.experiment import list_experiments
 
+    if checks is None:
+        from dltricks.lab.analyses import coverage
+
+        checks = coverage()
     exps = list_experiments()
     rows = []
     for t in TIPS:
         measured = [e.id for e in exps if t.id in e.tips]
-        checks = [n for n in ANALYSES.names() if t.id in ANALYSES.meta(n).get("tips", ())]
-        status = "measured" if measured else "analysis" if checks else "not measured"
+        covering = [n for n, tips in checks.items() if t.id in tips]
+        status = "measured" if measured else "analysis" if covering else "not measured"
         rows.append({"id": t.id, "section": t.section, "claim": t.claim, "guide": t.guide,
                      "components": list(t.components), "status": status,
-                     "experiments": measured, "analyses": checks})
+                     "experiments": measured, "analyses": covering})
     return rows
 
 
 __all__ = [
-    "ANALYSES",
     "TIPS",
     "GuideBullet",
     "Tip",
     "catalog_status",
+    "component_status",
     "experiments_for",
     "get_tip",
     "normalize",

@@ -25,9 +25,11 @@ import hashlib
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 import dltricks
+from dltricks.lab.curves import Target
 from dltricks.lab.stats import Direction
 from dltricks.registry import Registry
 
@@ -78,6 +80,14 @@ DEFAULT_BUDGETS: dict[str, Budget] = {
     "full": Budget(seeds=8, steps=1500),
 }
 
+
+def budgets(steps: int, seeds: int = 3, smoke_steps: int = 3) -> dict[str, Budget]:
+    """Smoke: one seed, a few steps; quick: ``seeds`` x ``steps``; full: 8 seeds, 4x steps."""
+    return {"smoke": Budget(seeds=1, steps=smoke_steps),
+            "quick": Budget(seeds=seeds, steps=steps),
+            "full": Budget(seeds=8, steps=steps * 4)}
+
+
 PLOT_KINDS: tuple[str, ...] = ("curves", "bars", "by", "reliability", "grad_by_depth")
 
 Overrides = Mapping[str, Any] | Callable[[int], Mapping[str, Any]]
@@ -118,6 +128,10 @@ class Claim:
         metric: a per-seed metric (see :data:`METRICS`).
         direction: ``"higher"`` if the claim says treatment − baseline > 0.
         primary: primary comparisons make the experiment's verdict; others are reported beside.
+        tips: the catalog tips this comparison tests (default: all of the experiment's tips).
+        computed: the metric is deterministic (e.g. parameters, MACs): the difference is exact
+            arithmetic, reported as "computed" and never as statistical support. Metrics in
+            :data:`dltricks.lab.stats.COMPUTED_METRICS` are computed without saying so.
     """
 
     treatment: str
@@ -125,10 +139,77 @@ class Claim:
     metric: str
     direction: Direction
     primary: bool = True
+    tips: tuple[str, ...] = ()
+    computed: bool = False
+
+    def __post_init__(self) -> None:
+        if self.direction not in ("higher", "lower"):
+            raise ValueError(f"Claim {self.key!r}: direction must be 'higher' or 'lower', got "
+                             f"{self.direction!r}.")
+        object.__setattr__(self, "tips", tuple(self.tips))
 
     @property
     def key(self) -> str:
         return f"{self.treatment}_vs_{self.baseline}:{self.metric}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"treatment": self.treatment, "baseline": self.baseline, "metric": self.metric,
+                "direction": self.direction, "primary": self.primary, "tips": list(self.tips),
+                "computed": self.computed}
+
+
+@dataclass(frozen=True)
+class Premise:
+    """A condition that must hold on the experiment's own runs for its claim to be testable.
+
+    The premise compares, per seed, ``arm``'s ``metric`` with a constant ``value``, with another
+    arm's metric (``than_arm``) or with another metric of the same arm (``than_metric``), and
+    holds when the mean over seeds of ``lhs − rhs`` has the sign of ``op``. Arms are base arms;
+    with a learning-rate grid the premise is read on each arm's selected rate.
+
+    Examples::
+
+        Premise("the baseline learns the task above chance", "plain", "test_accuracy", ">",
+                value=0.2)
+        Premise("the plain deep net is worse than the plain shallow one", "plain_deep",
+                "test_accuracy", "<", than_arm="plain_shallow")
+        Premise("the baseline is over-confident", "none", "test_confidence", ">",
+                than_metric="test_accuracy")
+
+    Args:
+        text: the premise in words, for the report.
+        arm: the arm it is measured on.
+        metric: a per-seed metric of that arm.
+        op: ``">"`` or ``"<"``.
+        value: constant right-hand side.
+        than_arm: right-hand side from this arm (default ``arm``).
+        than_metric: right-hand side metric (default ``metric``).
+    """
+
+    text: str
+    arm: str
+    metric: str
+    op: Literal[">", "<"]
+    value: float | None = None
+    than_arm: str | None = None
+    than_metric: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.op not in (">", "<"):
+            raise ValueError(f"Premise {self.text!r}: op must be '>' or '<', got {self.op!r}.")
+        other = self.than_arm is not None or self.than_metric is not None
+        if (self.value is not None) == other:
+            raise ValueError(f"Premise {self.text!r}: give exactly one of value, than_arm/"
+                             "than_metric.")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"text": self.text, "arm": self.arm, "metric": self.metric, "op": self.op,
+                "value": self.value, "than_arm": self.than_arm, "than_metric": self.than_metric}
+
+
+def variant_name(arm: str, lr: float) -> str:
+    """Name of the run arm of ``arm`` at learning rate ``lr`` (``"momentum@lr=0.1"``)."""
+    return f"{arm}@lr={lr:g}"
 
 
 @dataclass(frozen=True)
@@ -159,6 +240,27 @@ class Experiment:
             (flattening model), ``"image"`` (needs 2-D images), or None.
         setup: how the arms differ, in a sentence for the report.
         notes: caveats for the report.
+        unit: for experiments that are not one Trainer run per (arm, seed) (meta-learning,
+            Gaussian processes, search, compression, ...): a module-level function
+            ``unit(recipe, run_dir) -> dict[str, float | None]`` called with the run's recipe
+            dict (base + arm overrides + ``seed``, ``train.steps`` and ``name`` set by the
+            runner; the base may hold any keys the function reads) and an empty folder it may
+            write into (e.g. ``metrics.jsonl`` for curves). It returns the run's per-seed
+            metrics; ``None`` marks a value that could not be measured. It must be picklable
+            (module level) so that worker processes and Ray tasks can run it.
+        premises: conditions measured on the experiment's own runs that must hold for the
+            claim to be testable (:class:`Premise`); a failed one gives "premise not met".
+        target: train to a target (:class:`~dltricks.lab.curves.Target`): the runner adds
+            ``solved``, ``steps_to_target``, ``seconds_to_target``, ``best_val`` and
+            ``val_at_equal_compute`` from each run's validation curve.
+        lr_grid: learning rates tried for every arm (a tuple), or per arm name (a mapping; arms
+            not in it run once as declared). Each arm runs once per rate as a variant arm
+            (:func:`variant_name`); the analysis keeps, per arm, the rate with the best mean
+            ``lr_select`` over seeds (validation data) and compares best with best on test.
+            Use it where the claim compares training methods.
+        lr_key: dotted recipe key the grid sets (``"optimizer.lr"``).
+        lr_select: per-unit metric that selects the rate (validation, never test).
+        lr_select_mode: ``"max"`` or ``"min"`` for ``lr_select``.
     """
 
     id: str
@@ -176,11 +278,21 @@ class Experiment:
     user_data: Literal["any", "image"] | None = None
     setup: str = ""
     notes: str = ""
+    unit: Callable[[dict[str, Any], Path], Mapping[str, float | None]] | None = None
+    premises: tuple[Premise, ...] = ()
+    lr_grid: tuple[float, ...] | Mapping[str, tuple[float, ...]] = ()
+    target: Target | None = None
+    lr_key: str = "optimizer.lr"
+    lr_select: str = "val_accuracy"
+    lr_select_mode: Literal["max", "min"] = "max"
 
     def __post_init__(self) -> None:
         names = [a.name for a in self.arms]
         if len(set(names)) != len(names):
             raise ValueError(f"Experiment {self.id!r} has duplicate arm names: {names}.")
+        bad = [n for n in names if "@" in n]
+        if bad:
+            raise ValueError(f"Experiment {self.id!r}: arm names may not contain '@': {bad}.")
         for c in self.claims:
             for arm in (c.treatment, c.baseline):
                 if arm not in names:
@@ -188,6 +300,27 @@ class Experiment:
                         f"Experiment {self.id!r}: claim {c.key!r} names arm {arm!r}; "
                         f"arms are {names}."
                     )
+            stray = [t for t in c.tips if t not in self.tips]
+            if stray:
+                raise ValueError(f"Experiment {self.id!r}: claim {c.key!r} names tips {stray} "
+                                 f"that the experiment does not list ({list(self.tips)}).")
+        for p in self.premises:
+            for arm in (p.arm, p.than_arm):
+                if arm is not None and arm not in names:
+                    raise ValueError(f"Experiment {self.id!r}: premise {p.text!r} names arm "
+                                     f"{arm!r}; arms are {names}.")
+        grid = self.lr_grid
+        per_arm = dict(grid) if isinstance(grid, Mapping) else {n: tuple(grid) for n in names}
+        for arm, rates in per_arm.items():
+            if arm not in names:
+                raise ValueError(f"Experiment {self.id!r}: lr_grid names arm {arm!r}; arms are "
+                                 f"{names}.")
+            rates = tuple(rates)
+            if len(set(rates)) != len(rates) or any(not r > 0 for r in rates):
+                raise ValueError(f"Experiment {self.id!r}: the learning rates of arm {arm!r} "
+                                 f"must be distinct and positive, got {rates}.")
+        if self.lr_select_mode not in ("max", "min"):
+            raise ValueError(f"Experiment {self.id!r}: lr_select_mode must be 'max' or 'min'.")
         for p in self.probes:
             if p not in ("reliability", "grad_by_depth"):
                 raise ValueError(f"Experiment {self.id!r}: unknown probe {p!r}.")
@@ -206,8 +339,46 @@ class Experiment:
         if missing:
             raise ValueError(f"Experiment {self.id!r} lacks budgets for {missing}.")
 
-    def arm(self, name: str) -> Arm:
+    def grid_for(self, arm: str, profile: str | None = None) -> tuple[float, ...]:
+        """The learning rates arm ``arm`` runs at (empty: once, as declared).
+
+        The ``smoke`` profile (tests, seconds) runs only the first rate of each grid.
+        """
+        if isinstance(self.lr_grid, Mapping):
+            rates = tuple(self.lr_grid.get(arm, ()))
+        else:
+            rates = tuple(self.lr_grid)
+        return rates[:1] if profile == "smoke" else rates
+
+    @property
+    def run_arms(self) -> tuple[Arm, ...]:
+        """The arms the runner trains in quick and full: every declared arm, or one variant per
+        grid rate (:meth:`run_arms_for` gives a profile's)."""
+        return self.run_arms_for(None)
+
+    def run_arms_for(self, profile: str | None) -> tuple[Arm, ...]:
+        """The arms the runner trains in ``profile`` (listed in :meth:`config`).
+
+        A variant is named :func:`variant_name` (``"momentum@lr=0.1"``) and sets ``lr_key``
+        over the arm's overrides; smoke runs the first rate of each grid only.
+        """
+        out: list[Arm] = []
         for a in self.arms:
+            rates = self.grid_for(a.name, profile)
+            if not rates:
+                out.append(a)
+                continue
+            for lr in rates:
+                out.append(Arm(variant_name(a.name, lr), _with_lr(a.overrides, self.lr_key, lr),
+                               f"{a.title} @ lr {lr:g}"))
+        return tuple(out)
+
+    def base_of(self, run_arm: str) -> str:
+        """The declared arm a run arm belongs to."""
+        return run_arm.split("@", 1)[0]
+
+    def arm(self, name: str) -> Arm:
+        for a in (*self.arms, *self.run_arms):
             if a.name == name:
                 return a
         raise ValueError(f"Experiment {self.id!r} has no arm {name!r}.")
@@ -237,12 +408,16 @@ class Experiment:
         else:
             out.setdefault("data", {}).setdefault("kwargs", {}).update(budget.data_kwargs)
         deep_merge(out, arm.resolve(budget.steps))
+        if data is not None and data.get("max_batch_size"):
+            # a small user dataset: no batch larger than its training split allows
+            cap = int(data["max_batch_size"])
+            out["data"]["batch_size"] = min(int(out["data"].get("batch_size", cap)), cap)
         train = out.setdefault("train", {})
         train.setdefault("steps", budget.steps)
         train["epochs"] = None
         train.setdefault("log_every_steps", max(1, budget.steps // 30))
         out["seed"] = seed
-        out["device"] = "cpu"
+        out["device"] = out.get("device") or "cpu"  # a base may ask for cuda (compare)
         out["name"] = f"{self.id}-{arm.name}-s{seed}"
         return out
 
@@ -253,13 +428,74 @@ class Experiment:
             "id": self.id,
             "profile": profile,
             "seeds": list(range(budget.seeds)),
-            "arms": [{"name": a.name, "label": a.title} for a in self.arms],
-            "recipes": {a.name: self.recipe(a, 0, profile, data) for a in self.arms},
-            "claims": [c.__dict__ for c in self.claims],
+            "arms": [{"name": a.name, "label": a.title, "base": self.base_of(a.name),
+                      "lr": _lr_of(a.name)} for a in self.run_arms_for(profile)],
+            "base_arms": [{"name": a.name, "label": a.title} for a in self.arms],
+            "recipes": {a.name: self.recipe(a, 0, profile, data)
+                        for a in self.run_arms_for(profile)},
+            "claims": [{**c.to_dict(), "tips": list(c.tips or self.tips)} for c in self.claims],
+            "premises": [p.to_dict() for p in self.premises],
+            "lr_grid": {a.name: list(self.grid_for(a.name, profile)) for a in self.arms
+                        if self.grid_for(a.name, profile)},
+            "lr_key": self.lr_key,
+            "lr_select": self.lr_select,
+            "lr_select_mode": self.lr_select_mode,
             "probes": list(self.probes),
             "evaluators": list(self.evaluators),
             "divergence_ok": self.divergence_ok,
+            # user data by content (name, kwargs and a hash of the files): a changed file under
+            # the same path invalidates the stored results
+            "data": None if data is None else dict(data),
+            "target": None if self.target is None else self.target.to_dict(profile),
+            "unit": None if self.unit is None
+            else f"{self.unit.__module__}:{self.unit.__qualname__}",
+            # a changed unit function invalidates its stored results (its module's source:
+            # the helpers it calls usually live beside it)
+            "unit_source": None if self.unit is None else _source_hash(self.unit),
         }
+
+
+def _lr_of(run_arm: str) -> float | None:
+    return float(run_arm.split("@lr=", 1)[1]) if "@lr=" in run_arm else None
+
+
+def _with_lr(overrides: Overrides, key: str, lr: float) -> Overrides:
+    """``overrides`` with the dotted recipe ``key`` set to ``lr`` (after the arm's own keys)."""
+    path = key.split(".")
+
+    def nest() -> dict[str, Any]:
+        d: dict[str, Any] = {path[-1]: lr}
+        for k in reversed(path[:-1]):
+            d = {k: d}
+        return d
+
+    if callable(overrides):
+        fn = overrides
+        return _LrOverrides(fn, nest())
+    return deep_merge(copy.deepcopy(dict(overrides)), nest())
+
+
+@dataclass(frozen=True)
+class _LrOverrides:
+    """A step-dependent arm's overrides with a learning rate set on top (picklable)."""
+
+    fn: Callable[[int], Mapping[str, Any]]
+    extra: Mapping[str, Any]
+
+    def __call__(self, steps: int) -> dict[str, Any]:
+        return deep_merge(copy.deepcopy(dict(self.fn(steps))), self.extra)
+
+
+def _source_hash(fn: Callable[..., Any]) -> str | None:
+    import inspect
+    import sys
+
+    module = sys.modules.get(fn.__module__)
+    try:
+        src = inspect.getsource(module) if module is not None else inspect.getsource(fn)
+    except (OSError, TypeError):
+        return None
+    return hashlib.sha256(src.encode()).hexdigest()[:16]
 
 
 def deep_merge(dst: dict[str, Any], src: Mapping[str, Any]) -> dict[str, Any]:
@@ -288,13 +524,8 @@ def register_experiment(exp: Experiment) -> Experiment:
     return exp
 
 
-def _load() -> None:
-    import dltricks.lab.experiments  # noqa: F401  (registers the built-in experiments)
-
-
 def get_experiment(exp_id: str) -> Experiment:
     """The registered experiment ``exp_id``; an unknown id lists the valid ones."""
-    _load()
     if exp_id not in EXPERIMENTS:
         raise ValueError(
             f"Unknown experiment {exp_id!r}; valid ids: {', '.join(EXPERIMENTS.names())}."
@@ -304,7 +535,6 @@ def get_experiment(exp_id: str) -> Experiment:
 
 def list_experiments() -> list[Experiment]:
     """All registered experiments, sorted by id."""
-    _load()
     return [EXPERIMENTS.get(n) for n in EXPERIMENTS.names()]
 
 
@@ -317,9 +547,12 @@ __all__ = [
     "Budget",
     "Claim",
     "Experiment",
+    "Premise",
+    "budgets",
     "config_key",
     "deep_merge",
     "get_experiment",
     "list_experiments",
     "register_experiment",
+    "variant_name",
 ]

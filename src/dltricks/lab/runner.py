@@ -16,258 +16,31 @@ error and traceback (and retried by the next run); the other units and experimen
 
 from __future__ import annotations
 
-import json
-import math
-import platform
-import shutil
-import sys
+import hashlib
 import time
 import traceback
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import torch
-from torch import nn
-
-import dltricks
 from dltricks.lab.experiment import Experiment, Profile, config_key
-from dltricks.lab.stats import combine, compare
-from dltricks.train.checkpoint import atomic_write_text
-from dltricks.train.recipe import recipe_from_dict
-from dltricks.train.run import read_metrics
-from dltricks.train.trainer import Callback, NonFiniteError, Trainer
+from dltricks.lab.results import ResultError, dump_result, load_result_file
+from dltricks.lab.unit import DataCache, GradByDepth, reliability, run_function_unit, run_unit
+from dltricks.lab.verdicts import analyze
+from dltricks.utils.io import atomic_write_text
+from dltricks.utils.machine import machine_info as _machine_info
 
 
 class LabInterrupted(RuntimeError):
     """Raised when ``max_units`` stops a run early (used to test resuming)."""
 
 
-# --------------------------------------------------------------------------- probes
-
-
-class GradByDepth(Callback):
-    """Per-layer gradient norms of Linear/Conv weights, in forward order (Glorot & Bengio 2010).
-
-    Hooks run right after each weight's gradient is accumulated, before the trainer clips and
-    zeroes it, so the norms are the raw backpropagated ones.
-    """
-
-    def __init__(self) -> None:
-        self.names: list[str] = []
-        self.sums: list[float] = []
-        self.counts: list[int] = []
-        self.log_ratio_sum = 0.0
-        self.log_ratio_count = 0
-        self._latest: list[float] = []
-
-    def attach(self, model: nn.Module) -> None:
-        layers = [(n, m) for n, m in model.named_modules()
-                  if isinstance(m, nn.Linear | nn.Conv1d | nn.Conv2d | nn.Conv3d)]
-        self.names = [n for n, _ in layers]
-        self.sums = [0.0] * len(layers)
-        self.counts = [0] * len(layers)
-        self._latest = [math.nan] * len(layers)
-        for i, (_, m) in enumerate(layers):
-            m.weight.register_post_accumulate_grad_hook(self._hook(i))
-
-    def _hook(self, i: int) -> Callable[[torch.Tensor], None]:
-        def fn(p: torch.Tensor) -> None:
-            if p.grad is not None:
-                v = float(p.grad.detach().norm())
-                self._latest[i] = v
-                if math.isfinite(v):
-                    self.sums[i] += v
-                    self.counts[i] += 1
-
-        return fn
-
-    def on_step_end(self, trainer: Trainer) -> None:
-        # the head is the last layer; compare the first layer with the last hidden one
-        if len(self._latest) >= 3:
-            first, last_hidden = self._latest[0], self._latest[-2]
-            if first > 0 and last_hidden > 0 and math.isfinite(first / last_hidden):
-                self.log_ratio_sum += math.log10(first / last_hidden)
-                self.log_ratio_count += 1
-
-    def result(self) -> dict[str, Any]:
-        means = [s / c if c else None for s, c in zip(self.sums, self.counts, strict=True)]
-        ratio = self.log_ratio_sum / self.log_ratio_count if self.log_ratio_count else None
-        return {"layers": self.names, "mean_norm": means, "first_last_log10": ratio}
-
-
-@torch.no_grad()
-def reliability(model: nn.Module, x: torch.Tensor, y: torch.Tensor, n_bins: int = 10,
-                batch_size: int = 512) -> dict[str, Any]:
-    """Reliability-diagram bins of ``model`` on (x, y) (Guo et al. 2017)."""
-    from dltricks.train.metrics import expected_calibration_error, reliability_bins
-
-    was = model.training
-    model.eval()
-    probs = torch.cat([model(xb).float().softmax(-1) for xb in x.split(batch_size)])
-    model.train(was)
-    bins = reliability_bins(probs, y, n_bins)
-    return {k: [None if not np.isfinite(v) else float(v) for v in arr] for k, arr in bins.items()
-            } | {"ece": expected_calibration_error(probs, y, n_bins)}
-
-
-# --------------------------------------------------------------------------- one unit
-
-
-class DataCache:
-    """Builds each (dataset, seed, kwargs) once per lab run; the splits are read-only."""
-
-    def __init__(self) -> None:
-        self._cache: dict[str, Any] = {}
-
-    def get(self, name: str, seed: int, kwargs: Mapping[str, Any]):
-        from dltricks.data import create_dataset
-
-        key = json.dumps([name, seed, kwargs], sort_keys=True, default=str)
-        if key not in self._cache:
-            self._cache[key] = create_dataset(name, seed=seed, **kwargs)
-        return self._cache[key]
-
-
-def _finite_or_none(v: Any) -> float | None:
-    try:
-        f = float(v)
-    except (TypeError, ValueError):
-        return None
-    return f if math.isfinite(f) else None
-
-
-def run_unit(exp: Experiment, arm: str, seed: int, profile: str, run_dir: Path,
-             cache: DataCache, data: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """Trains one (arm, seed) and returns its metrics, curves and probe results."""
-    from rich.console import Console
-
-    recipe = recipe_from_dict(exp.recipe(arm, seed, profile, data), source=f"{exp.id}/{arm}")
-    splits = cache.get(recipe.data.name, recipe.seed, recipe.data.kwargs)
-    if run_dir.exists():
-        shutil.rmtree(run_dir)  # a unit interrupted half-way starts again
-    t0 = time.perf_counter()
-    grad_probe = GradByDepth() if "grad_by_depth" in exp.probes else None
-    trainer = Trainer(recipe, run_dir=run_dir, data=splits, tensorboard=False,
-                      callbacks=[grad_probe] if grad_probe else [],
-                      console=Console(stderr=True, quiet=True))
-    if grad_probe is not None:
-        grad_probe.attach(trainer.model)
-    diverged, summary, note = False, None, None
-    try:
-        summary = trainer.fit()
-    except NonFiniteError as err:
-        if not exp.divergence_ok:
-            raise
-        diverged, note = True, str(err)
-    seconds = time.perf_counter() - t0
-    records = read_metrics(run_dir)
-    train = [r for r in records if r.get("split") == "train"]
-    val = [r for r in records if r.get("split") == "val"]
-    train_losses = [_finite_or_none(r.get("loss")) for r in train]
-    finite_losses = [v for v in train_losses if v is not None]
-    metrics: dict[str, float | None] = {
-        "mean_train_loss": float(np.mean(finite_losses)) if finite_losses else None,
-        "final_train_loss": train_losses[-1] if train_losses else None,
-        "skipped_steps": float(summary["skipped_steps"]) if summary else None,
-    }
-    if summary:
-        test = summary["test_last"]
-        metrics.update({f"test_{k}": _finite_or_none(v) for k, v in test.items()})
-        metrics.setdefault("test_loss", None)
-        diverged = diverged or summary["skipped_steps"] > 0 or metrics["test_loss"] is None
-    metrics["diverged"] = 1.0 if diverged else 0.0
-    probes: dict[str, Any] = {}
-    if grad_probe is not None:
-        probes["grad_by_depth"] = grad_probe.result()
-        metrics["grad_first_last_log10"] = probes["grad_by_depth"]["first_last_log10"]
-    if "reliability" in exp.probes and summary:
-        test_split = trainer.data.test
-        probes["reliability"] = reliability(trainer.model, test_split.x, test_split.y)
-    if exp.evaluators and summary:
-        from dltricks.lab.evaluators import run_evaluators
-
-        extra_metrics, extra_probes = run_evaluators(exp.evaluators, trainer, profile)
-        metrics.update(extra_metrics)
-        probes.update(extra_probes)
-    shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)  # keep the logs, not weights
-    return {
-        "arm": arm,
-        "seed": seed,
-        "status": "ok",
-        "metrics": metrics,
-        "note": note,
-        "curves": {
-            "train": [[r["step"], _finite_or_none(r.get("loss"))] for r in train],
-            # the curve's score: accuracy, token accuracy (sequences) or Dice (segmentation)
-            "val": [[r["step"], _finite_or_none(r.get("accuracy", r.get("token_accuracy",
-                                                                        r.get("dice")))),
-                     _finite_or_none(r.get("loss"))] for r in val],
-            "lr": [[r["step"], r.get("lr")] for r in train],
-        },
-        "probes": probes,
-        "seconds": seconds,
-        "steps": trainer.step,
-        "num_params": sum(p.numel() for p in trainer.model.parameters()),
-        "run_dir": str(run_dir),
-    }
-
-
-# --------------------------------------------------------------------------- analysis
-
-
-def analyze(result: Mapping[str, Any]) -> dict[str, Any]:
-    """Per-arm statistics and the verdict of every claim, from a stored result alone.
-
-    The arms and claims are read from the stored config, so ``dltricks lab report`` rebuilds
-    verdicts with the current rule without the experiment's code.
-    """
-    from dltricks.lab.experiment import Claim
-
-    config = result["config"]
-    arm_list = [(a["name"], a["label"]) for a in config["arms"]]
-    claims = [Claim(**c) for c in config["claims"]]
-    units = list(result.get("units", {}).values())
-    metric_names = sorted({m for u in units if u.get("status") == "ok" for m in u["metrics"]})
-    arms: dict[str, Any] = {}
-    for arm_name, arm_label in arm_list:
-        ok = [u for u in units if u["arm"] == arm_name and u.get("status") == "ok"]
-        per_metric = {}
-        for m in metric_names:
-            vals = [u["metrics"].get(m) for u in sorted(ok, key=lambda u: u["seed"])]
-            finite = [v for v in vals if v is not None and math.isfinite(v)]
-            per_metric[m] = {
-                "values": vals,
-                "mean": float(np.mean(finite)) if finite else None,
-                "std": float(np.std(finite, ddof=1)) if len(finite) > 1 else None,
-                "n": len(finite),
-            }
-        arms[arm_name] = {"label": arm_label, "n_ok": len(ok), "metrics": per_metric,
-                          "seconds": float(sum(u.get("seconds", 0.0) for u in ok))}
-    comparisons = []
-    for c in claims:
-        t = arms[c.treatment]["metrics"].get(c.metric, {}).get("values", [])
-        b = arms[c.baseline]["metrics"].get(c.metric, {}).get("values", [])
-        comparisons.append({"treatment": c.treatment, "baseline": c.baseline,
-                            "metric": c.metric, "primary": c.primary,
-                            **compare(t, b, c.direction).to_dict()})
-    errors = [{"arm": u["arm"], "seed": u["seed"], "error": u.get("error", "")}
-              for u in units if u.get("status") == "error"]
-    primary = [c["verdict"] for c in comparisons if c["primary"]]
-    verdict = "error" if errors else combine(primary)
-    return {"arms": arms, "comparisons": comparisons, "verdict": verdict, "errors": errors}
-
-
 # --------------------------------------------------------------------------- experiments
 
 
 def versions() -> dict[str, str]:
-    """Versions that results depend on (stored with every result file)."""
-    return {"dltricks": dltricks.__version__, "torch": torch.__version__,
-            "numpy": np.__version__, "python": sys.version.split()[0],
-            "platform": platform.platform(), "machine": platform.machine(),
-            "torch_threads": str(torch.get_num_threads())}
+    """Versions and machine facts that results depend on (stored with every result file)."""
+    return _machine_info()
 
 
 def result_path(out: Path, exp_id: str) -> Path:
@@ -275,19 +48,17 @@ def result_path(out: Path, exp_id: str) -> Path:
 
 
 def load_result(out: Path, exp_id: str) -> dict[str, Any] | None:
-    path = result_path(out, exp_id)
-    if not path.is_file():
-        return None
+    """The stored result of ``exp_id``, validated; None when missing, torn or invalid."""
     try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError:
-        return None  # a torn file from a kill: start the experiment again
+        return load_result_file(result_path(out, exp_id)).model_dump(mode="python")
+    except (FileNotFoundError, ResultError):
+        return None  # a torn file from a kill, or an old layout: start the experiment again
 
 
 def _save(out: Path, result: Mapping[str, Any]) -> None:
     path = result_path(out, result["id"])
     path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(path, json.dumps(result, indent=1, default=str))
+    atomic_write_text(path, dump_result(dict(result)))
 
 
 class _Counter:
@@ -297,10 +68,121 @@ class _Counter:
         self.reused = 0
 
 
+def machine_info() -> dict[str, str]:
+    """The machine and its load when an experiment starts (stored with its result)."""
+    return _machine_info()
+
+
+class _ExperimentRun:
+    """One experiment's result file being filled by units as they finish."""
+
+    def __init__(self, exp: Experiment, profile: str, out: Path,
+                 data: Mapping[str, Any] | None, execution: Mapping[str, Any]) -> None:
+        self.exp = exp
+        self.out = out
+        config = exp.config(profile, data)
+        key = config_key(config)
+        old = load_result(out, exp.id)
+        units: dict[str, Any] = {}
+        if old is not None and old.get("key") == key:
+            units = {k: u for k, u in old.get("units", {}).items() if u.get("status") == "ok"}
+        self.reused = len(units)
+        self.result: dict[str, Any] = {
+            "id": exp.id, "key": key, "profile": profile, "tips": list(exp.tips),
+            "title": exp.title, "claim": exp.claim, "setup": exp.setup, "notes": exp.notes,
+            "plots": list(exp.plots), "config": config, "versions": versions(),
+            "machine": machine_info(), "execution": dict(execution), "units": units,
+            "status": "partial", "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        }
+        # the config lists the arms to train (with a learning-rate grid: one per rate)
+        self.todo = [(arm["name"], seed) for seed in config["seeds"] for arm in config["arms"]
+                     if f"{arm['name']}/s{seed}" not in units]
+        self.running = 0
+
+    @property
+    def units(self) -> dict[str, Any]:
+        return self.result["units"]
+
+    def add(self, record: dict[str, Any]) -> None:
+        self.units[f"{record['arm']}/s{record['seed']}"] = record
+        self.running -= 1
+        _save(self.out, self.result)
+
+    @property
+    def finished(self) -> bool:
+        return not self.todo and self.running == 0
+
+    def finish(self) -> dict[str, Any]:
+        # units in the experiment's order, whatever order they finished in
+        order = {f"{a['name']}/s{s}": i for i, (s, a) in enumerate(
+            (s, a) for s in self.result["config"]["seeds"] for a in self.result["config"]["arms"])}
+        self.result["units"] = dict(sorted(self.units.items(),
+                                           key=lambda kv: order.get(kv[0], len(order))))
+        self.result["analysis"] = analyze(self.result)
+        self.result["status"] = "error" if self.result["analysis"]["errors"] else "complete"
+        self.result["seconds"] = float(sum(u.get("seconds", 0.0) for u in self.units.values()))
+        self.result["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S")
+        _save(self.out, self.result)
+        return self.result
+
+
+def run_units(runs: Sequence[_ExperimentRun], profile: str, *, backend: Any,
+              data: Mapping[str, Any] | None, counter: _Counter, threads: int = 1,
+              on_unit: Callable[[_ExperimentRun, dict[str, Any]], None] | None = None,
+              on_done: Callable[[_ExperimentRun, dict[str, Any]], None] | None = None) -> None:
+    """Runs every pending unit of ``runs`` on ``backend``, writing results as they arrive.
+
+    Units are submitted in experiment order and at most ``backend.capacity`` are in flight,
+    so a stop (``counter.max_units``, Ctrl-C) loses at most the units running then.
+    """
+    from dltricks.lab.execute import make_task, result_of
+
+    queue = [(r, arm, seed) for r in runs for arm, seed in r.todo]
+    pending: dict[Any, _ExperimentRun] = {}
+
+    def finish_if_done(r: _ExperimentRun) -> None:
+        if r.finished and "analysis" not in r.result:
+            res = r.finish()
+            if on_done:
+                on_done(r, res)
+
+    for r in runs:
+        finish_if_done(r)  # nothing to run: everything reused
+    stopped = False
+    while queue or pending:
+        while queue and len(pending) < backend.capacity and not stopped:
+            if counter.max_units is not None and counter.ran + len(pending) >= counter.max_units:
+                stopped = True
+                break
+            r, arm, seed = queue.pop(0)
+            r.todo.remove((arm, seed))
+            run_dir = r.out / "runs" / r.exp.id / arm / f"s{seed}"
+            task = make_task(r.exp, arm, seed, profile, run_dir, data, threads)
+            r.running += 1
+            pending[backend.submit(task)] = r
+        if not pending:
+            break
+        done, rest = backend.wait(list(pending))
+        for fut in done:
+            r = pending.pop(fut)
+            record = result_of(backend, fut)
+            counter.ran += 1
+            r.add(record)
+            if on_unit:
+                on_unit(r, record)
+            finish_if_done(r)
+        pending = {f: pending[f] for f in rest}
+    if queue:
+        for r in runs:
+            _save(r.out, r.result)
+        raise LabInterrupted(f"stopped after {counter.ran} units (max_units)")
+
+
 def run_experiment(exp: Experiment, profile: Profile, out: str | Path, *,
                    data: Mapping[str, Any] | None = None, cache: DataCache | None = None,
                    on_unit: Callable[[str], None] | None = None,
-                   counter: _Counter | None = None) -> dict[str, Any]:
+                   counter: _Counter | None = None, workers: int = 1,
+                   ray: str | None = None) -> dict[str, Any]:
     """Runs (or resumes) one experiment and stores its result file after every unit.
 
     Args:
@@ -308,70 +190,63 @@ def run_experiment(exp: Experiment, profile: Profile, out: str | Path, *,
         profile: ``"smoke" | "quick" | "full"``.
         out: the lab run folder.
         data: user dataset config ``{"name": ..., "kwargs": {...}}`` replacing the base data.
-        cache: dataset cache shared between experiments.
+        cache: dataset cache (serial runs build each dataset once per cache).
         on_unit: called with a description after each unit (progress).
         counter: counts units run and reused; stops with :class:`LabInterrupted` at its limit.
+        workers: local worker processes (1: in this process).
+        ray: a Ray address (see :class:`~dltricks.lab.execute.RayBackend`), or None.
 
     Returns:
         The stored result dict (with ``analysis``).
     """
+    from dltricks.lab import execute as ex
+
     out = Path(out)
-    cache = cache or DataCache()
     counter = counter or _Counter(None)
-    config = exp.config(profile, data)
-    key = config_key(config)
-    old = load_result(out, exp.id)
-    units: dict[str, Any] = {}
-    if old is not None and old.get("key") == key:
-        units = {k: u for k, u in old.get("units", {}).items() if u.get("status") == "ok"}
-    result: dict[str, Any] = {
-        "id": exp.id, "key": key, "profile": profile, "tips": list(exp.tips),
-        "title": exp.title, "claim": exp.claim, "setup": exp.setup, "notes": exp.notes,
-        "plots": list(exp.plots), "config": config, "versions": versions(), "units": units,
-        "status": "partial",
-        "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
-    }
-    for seed in config["seeds"]:
-        for arm in exp.arms:
-            name = f"{arm.name}/s{seed}"
-            if name in units:
-                counter.reused += 1
-                continue
-            if counter.max_units is not None and counter.ran >= counter.max_units:
-                _save(out, result)
-                raise LabInterrupted(f"stopped after {counter.ran} units (max_units)")
-            run_dir = out / "runs" / exp.id / arm.name / f"s{seed}"
-            t0 = time.perf_counter()
-            try:
-                units[name] = run_unit(exp, arm.name, seed, profile, run_dir, cache, data)
-            except Exception as err:  # isolate: record and go on
-                units[name] = {"arm": arm.name, "seed": seed, "status": "error",
-                               "error": f"{type(err).__name__}: {err}",
-                               "traceback": traceback.format_exc(),
-                               "seconds": time.perf_counter() - t0}
-            counter.ran += 1
-            _save(out, result)
-            if on_unit:
-                on_unit(f"{exp.id} {name}")
-    result["analysis"] = analyze(result)
-    result["status"] = "error" if result["analysis"]["errors"] else "complete"
-    result["seconds"] = float(sum(u.get("seconds", 0.0) for u in units.values()))
-    result["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S")
-    _save(out, result)
-    return result
+    if cache is not None:
+        ex.set_cache(cache)
+    run = _ExperimentRun(exp, profile, out, data, {"workers": workers, "ray": ray})
+    counter.reused += run.reused
+    with ex.make_backend(workers, ray) as backend:
+        run_units([run], profile, backend=backend, data=data, counter=counter,
+                  on_unit=(lambda r, rec: on_unit(f"{exp.id} {rec['arm']}/s{rec['seed']}"))
+                  if on_unit else None)
+    return run.result
+
+
+def data_fingerprint(path: str | Path) -> str:
+    """SHA-256 of a user dataset's content: a file's bytes, or a folder's files (names and bytes).
+
+    Part of every unit's cache key, so a changed file under the same path is never mistaken for
+    the one the stored results were measured on.
+    """
+    p = Path(path)
+    h = hashlib.sha256()
+    files = [p] if p.is_file() else sorted(f for f in p.rglob("*") if f.is_file())
+    for f in files:
+        if p.is_dir():
+            h.update(str(f.relative_to(p)).encode() + b"\0")
+        with f.open("rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                h.update(chunk)
+        h.update(b"\0")
+    return h.hexdigest()
 
 
 def data_config(path: str | Path) -> dict[str, Any]:
     """The dataset config for ``--data PATH``: a folder → ``image_folder``, a file → ``arrays``."""
     p = Path(path)
     if p.is_dir():
-        return {"name": "image_folder", "kwargs": {"path": str(p)}}
-    if p.is_file() and p.suffix.lower() in (".npz", ".csv"):
-        return {"name": "arrays", "kwargs": {"path": str(p)}}
-    raise ValueError(
-        f"--data {str(p)!r} must be an image folder (one subfolder per class) or a .npz/.csv "
-        "file of arrays."
-    )
+        cfg = {"name": "image_folder", "kwargs": {"path": str(p)}}
+    elif p.is_file() and p.suffix.lower() in (".npz", ".csv"):
+        cfg = {"name": "arrays", "kwargs": {"path": str(p)}}
+    else:
+        raise ValueError(
+            f"--data {str(p)!r} must be an image folder (one subfolder per class) or a .npz/.csv "
+            "file of arrays."
+        )
+    cfg["sha256"] = data_fingerprint(p)
+    return cfg
 
 
 def fits_user_data(exp: Experiment, spatial_dims: int) -> bool:
@@ -381,33 +256,101 @@ def fits_user_data(exp: Experiment, spatial_dims: int) -> bool:
     return exp.user_data == "image" and spatial_dims == 2
 
 
+class _Display:
+    """One progress display for a whole lab run: a rich bar on a terminal, plain lines elsewhere.
+
+    Shows units done / total, elapsed time, an ETA, and the experiments whose units are running.
+    """
+
+    def __init__(self, console: Any, total: int, enabled: bool) -> None:
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+
+        self.console = console
+        self.total = max(total, 1)
+        self.done = 0
+        self.t0 = time.perf_counter()
+        self.live = enabled and console.is_terminal
+        self.plain = enabled and not console.is_terminal
+        self.bar = Progress(TextColumn("[bold]lab"), BarColumn(), MofNCompleteColumn(),
+                            TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
+                            TextColumn("{task.description}"), console=console,
+                            disable=not self.live)
+        self.task = self.bar.add_task("", total=total)
+
+    def __enter__(self) -> _Display:
+        self.bar.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.bar.__exit__(*exc)
+
+    def running(self, runs: Sequence[_ExperimentRun]) -> None:
+        names = [r.exp.id for r in runs if r.running > 0]
+        self.bar.update(self.task, description=", ".join(names[:3]) +
+                        (f" +{len(names) - 3}" if len(names) > 3 else ""))
+
+    def unit(self, run: _ExperimentRun, record: Mapping[str, Any]) -> None:
+        self.done += 1
+        self.bar.update(self.task, completed=self.done)
+        name = f"{run.exp.id} {record['arm']}/s{record['seed']}"
+        if record.get("status") != "ok":
+            # every failure's reason, not just "error"
+            self.console.print(f"  [red]failed[/red] {name}: {record.get('error', '?')}",
+                               highlight=False)
+        if self.plain:
+            elapsed = time.perf_counter() - self.t0
+            eta = elapsed / self.done * (self.total - self.done)
+            self.console.print(f"[{self.done:>4}/{self.total}] {name} "
+                               f"{record.get('status')} {record.get('seconds', 0.0):.1f}s "
+                               f"elapsed {elapsed:.0f}s ETA {eta:.0f}s", highlight=False)
+
+    def experiment(self, run: _ExperimentRun, result: Mapping[str, Any]) -> None:
+        self.console.print(f"  {run.exp.id}: {result['analysis']['verdict']}", highlight=False)
+
+
 def run_lab(experiments: Sequence[Experiment], profile: Profile, out: str | Path, *,
             data_path: str | Path | None = None, progress: bool = True,
-            max_units: int | None = None, console: Any = None) -> dict[str, Any]:
-    """Runs experiments one after the other, then writes results.json and the report.
+            max_units: int | None = None, console: Any = None, workers: int = 1,
+            ray: str | None = None, batch_size: int | None = None) -> dict[str, Any]:
+    """Runs experiments (units in parallel where asked), then writes results.json and the report.
 
     Args:
         experiments: what to run.
         profile: budget profile.
         out: the lab run folder (created; reused results in it are kept where valid).
         data_path: a user dataset; only experiments that fit it run.
-        progress: show a rich progress bar.
+        progress: show progress (a bar on a terminal, one line per unit otherwise).
         max_units: stop with :class:`LabInterrupted` after this many new units (tests).
         console: a rich console.
+        workers: local worker processes, one torch thread each (1: run in this process).
+        ray: run units as Ray tasks on this cluster address (``auto``, ``host:port``,
+            ``local``) instead of local workers.
+        batch_size: with ``data_path``, the largest batch any experiment may use (default:
+            a quarter of the dataset's training split, so every epoch has >= 4 batches).
 
     Returns:
         The results.json dict.
     """
     from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+    from dltricks.lab import execute as ex
     from dltricks.lab.report import write_report
 
     out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {str(out)!r} is a file; give a folder for the lab run.")
     out.mkdir(parents=True, exist_ok=True)
     console = console or Console(stderr=True)
     data = None
     cache = DataCache()
+    ex.set_cache(cache)
     if data_path is not None:
         data = data_config(data_path)
         splits = cache.get(data["name"], 0, data["kwargs"])
@@ -416,34 +359,43 @@ def run_lab(experiments: Sequence[Experiment], profile: Profile, out: str | Path
         experiments = [e for e in experiments if fits_user_data(e, splits.spatial_dims)]
         if not experiments:
             raise ValueError("None of the selected experiments applies to this dataset.")
+        n_train = len(splits.train)
+        if batch_size is not None and batch_size < 1:
+            raise ValueError(f"--batch-size must be >= 1, got {batch_size}.")
+        data["max_batch_size"] = min(batch_size or n_train, max(1, n_train // 4), n_train)
+    elif batch_size is not None:
+        raise ValueError("--batch-size applies to --data runs only (built-in experiments "
+                         "keep the batch sizes their claims were designed with).")
     counter = _Counter(max_units)
-    total = sum(e.budget(profile).seeds * len(e.arms) for e in experiments)
+    execution = {"workers": workers, "ray": ray}
+    runs: list[_ExperimentRun] = []
+    for exp in experiments:
+        try:
+            runs.append(_ExperimentRun(exp, profile, out, data, execution))
+        except Exception as err:  # a broken experiment definition: record, go on
+            res = {"id": exp.id, "status": "error", "profile": profile,
+                   "tips": list(exp.tips), "title": exp.title, "claim": exp.claim,
+                   "units": {}, "analysis": {"verdict": "error", "arms": {},
+                                             "comparisons": [], "errors": [
+                                                 {"arm": "", "seed": -1,
+                                                  "error": f"{type(err).__name__}: {err}"}]},
+                   "traceback": traceback.format_exc()}
+            _save(out, res)
+            console.print(f"  [red]{exp.id}: error[/red] {type(err).__name__}: {err}",
+                          highlight=False)
+    counter.reused = sum(r.reused for r in runs)
+    total = sum(len(r.todo) for r in runs)
     t0 = time.perf_counter()
-    bar = Progress(TextColumn("[bold]lab"), BarColumn(), MofNCompleteColumn(),
-                   TimeElapsedColumn(), TextColumn("{task.description}"),
-                   console=console, disable=not progress)
-    with bar:
-        task = bar.add_task("", total=total)
-        for exp in experiments:
-            bar.update(task, description=exp.id)
-            try:
-                res = run_experiment(
-                    exp, profile, out, data=data, cache=cache, counter=counter,
-                    on_unit=lambda d: bar.advance(task),
-                )
-            except LabInterrupted:
-                raise
-            except Exception as err:  # a broken experiment definition: record, go on
-                res = {"id": exp.id, "status": "error", "profile": profile,
-                       "tips": list(exp.tips), "title": exp.title, "claim": exp.claim,
-                       "units": {}, "analysis": {"verdict": "error", "arms": {},
-                                                 "comparisons": [], "errors": [
-                                                     {"arm": "", "seed": -1,
-                                                      "error": f"{type(err).__name__}: {err}"}]},
-                       "traceback": traceback.format_exc()}
-                _save(out, res)
-            bar.update(task, completed=min(total, counter.ran + counter.reused))
-            console.print(f"  {exp.id}: {res['analysis']['verdict']}")
+    display = _Display(console, total, progress)
+    with display, ex.make_backend(workers, ray) as backend:
+        display.running(runs)
+
+        def on_unit(r: _ExperimentRun, rec: dict[str, Any]) -> None:
+            display.unit(r, rec)
+            display.running(runs)
+
+        run_units(runs, profile, backend=backend, data=data, counter=counter,
+                  on_unit=on_unit, on_done=display.experiment)
     summary = write_report(out, [e.id for e in experiments],
                            wall_seconds=time.perf_counter() - t0, data=data or {},
                            units_ran=counter.ran, units_reused=counter.reused)
@@ -454,13 +406,16 @@ __all__ = [
     "DataCache",
     "GradByDepth",
     "LabInterrupted",
-    "analyze",
     "data_config",
+    "data_fingerprint",
     "fits_user_data",
     "load_result",
+    "machine_info",
     "reliability",
     "run_experiment",
+    "run_function_unit",
     "run_lab",
     "run_unit",
+    "run_units",
     "versions",
 ]

@@ -168,7 +168,9 @@ class SmallCNN(nn.Module):
                              f"got {input_size!r}.")
         conv_kwargs = dict(kernel_size=kernel_size, norm=norm, act=act, order=norm_order)
         n_blocks = len(channels) * blocks_per_stage
-        rates = torch.linspace(0.0, drop_path, n_blocks).tolist() if n_blocks > 1 else [drop_path]
+        # plain floats, not torch.linspace(...).tolist(): that fails on the meta device
+        rates = ([drop_path * i / (n_blocks - 1) for i in range(n_blocks)] if n_blocks > 1
+                 else [drop_path])
         self.stem: nn.Module = nn.Identity()
         width = in_channels
         if stem:

@@ -16,10 +16,11 @@ the first exit whose confidence is ``>= threshold``. A threshold of 1.0 or more 
 early (a float32 softmax can round to exactly 1.0, so "never" is decided by the threshold, not
 by comparing with it).
 
-Training. The model returns its final logits as usual; in training mode it also keeps the
-intermediate exits' logits and hands them to :meth:`EarlyExitMixin.auxiliary_loss`, which the
-training engine adds to the task loss (``total = L_final + sum_i w_i L_i``): the engine
-calls ``model.auxiliary_loss(target, loss_fn)`` after each forward when the model has one.
+Training. The model returns its final logits as usual. A training forward called with
+``return_exits=True`` returns an :class:`ExitOutput` instead: the final logits together with
+the intermediate exits' logits and their loss weights, so the training engine can add
+``sum_i w_i L_i`` to the task loss (``total = L_final + sum_i w_i L_i``, :func:`exit_loss`).
+Nothing is kept on the module between calls.
 
 Axis letters: B batch, L length, K classes (or vocabulary), X exits.
 """
@@ -27,8 +28,8 @@ Axis letters: B batch, L length, K classes (or vocabulary), X exits.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
-import torch
 from torch import Tensor, nn
 
 #: Named loss weightings of the intermediate exits, relative to the final exit's weight 1.
@@ -97,13 +98,41 @@ def confidence(logits: Tensor) -> Tensor:
     return logits.float().softmax(dim=-1).amax(dim=-1)
 
 
+@dataclass
+class ExitOutput:
+    """What a training forward with ``return_exits=True`` returns.
+
+    Attributes:
+        logits: the final head's logits, (B, K) or (B, L, V).
+        exit_logits: the intermediate exits' logits, shallowest first (same shapes).
+        exit_weights: the loss weight of each intermediate exit (relative to the final one).
+    """
+
+    logits: Tensor
+    exit_logits: tuple[Tensor, ...] = ()
+    exit_weights: tuple[float, ...] = ()
+
+
+def exit_loss(out: ExitOutput, target: Tensor,
+              loss_fn: Callable[[Tensor, Tensor], Tensor]) -> Tensor | None:
+    """``sum_i w_i · loss_fn(exit_i logits, target)`` over the intermediate exits of ``out``
+    (exits of weight 0 are skipped), or None when there are none."""
+    total = None
+    for w, lg in zip(out.exit_weights, out.exit_logits, strict=True):
+        if w == 0:
+            continue
+        term = w * loss_fn(lg.float(), target)
+        total = term if total is None else total + term
+    return total
+
+
 class EarlyExitMixin:
     """Bookkeeping shared by models with intermediate exits.
 
     A subclass sets ``exit_layers`` (tuple of layer indices), ``exit_weights`` (same length),
-    ``exit_threshold``, and in its training forward calls :meth:`_keep_exit_logits`. After each
-    inference forward it sets ``last_depth`` (layers used per input, or per token) so that
-    :attr:`average_depth` reports the mean.
+    ``exit_threshold``; its training forward takes ``return_exits`` and then returns
+    :meth:`_exit_output`. After each inference forward it sets ``last_depth`` (layers used per
+    input, or per token) so that :attr:`average_depth` reports the mean.
 
     Attributes:
         exit_threshold: confidence needed to leave at an intermediate exit (>= 1: never).
@@ -115,10 +144,10 @@ class EarlyExitMixin:
     exit_weights: tuple[float, ...] = ()
     exit_threshold: float = 1.0
     last_depth: Tensor | None = None
-    _exit_logits: list[Tensor] | None = None
 
-    def _keep_exit_logits(self, logits: list[Tensor]) -> None:
-        self._exit_logits = logits if torch.is_grad_enabled() else None
+    def _exit_output(self, logits: Tensor, exit_logits: Sequence[Tensor]) -> ExitOutput:
+        """The final logits with the intermediate exits' logits and weights."""
+        return ExitOutput(logits, tuple(exit_logits), tuple(self.exit_weights))
 
     @property
     def average_depth(self) -> float | None:
@@ -128,21 +157,6 @@ class EarlyExitMixin:
     @property
     def early_exit_active(self) -> bool:
         return bool(self.exit_layers) and self.exit_threshold < 1.0
-
-    def auxiliary_loss(self, target: Tensor,
-                       loss_fn: Callable[[Tensor, Tensor], Tensor]) -> Tensor | None:
-        """``sum_i w_i · loss_fn(exit_i logits, target)`` over the intermediate exits of the last
-        training forward (then forgotten), or None when there are none."""
-        logits, self._exit_logits = self._exit_logits, None
-        if not logits:
-            return None
-        total = None
-        for w, lg in zip(self.exit_weights, logits, strict=True):
-            if w == 0:
-                continue
-            term = w * loss_fn(lg.float(), target)
-            total = term if total is None else total + term
-        return total
 
 
 class ExitHead(nn.Module):

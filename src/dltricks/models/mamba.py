@@ -20,17 +20,17 @@ options that realise the guide's extra claims on top of the published model.
 
 Module and parameter names follow Hugging Face's ``MambaForCausalLM`` (``backbone.embeddings``,
 ``backbone.layers.{i}.norm``, ``backbone.layers.{i}.mixer.*``, ``backbone.norm_f``,
-``lm_head``), so :func:`load_hf_mamba` reads a published checkpoint folder (config.json +
-safetensors) without renaming.
+``lm_head``), so :mod:`dltricks.models.hf_mamba` reads and writes Hugging Face checkpoint
+folders without renaming.
 
 Axis letters: B batch, L length, M d_model, V vocabulary, K classes, C input channels.
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Sequence
-from pathlib import Path
+import inspect
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -38,6 +38,7 @@ from torch import Tensor, nn
 from dltricks.models.early_exit import (
     EarlyExitMixin,
     ExitHead,
+    ExitOutput,
     confidence,
     exit_layer_indices,
     exit_loss_weights,
@@ -220,7 +221,6 @@ class _ExitOptions(EarlyExitMixin):
         self.exit_weights = exit_loss_weights(self.exit_layers, n_layers, weighting)
         self.exit_threshold = _check_threshold(exit_threshold)
         self.last_depth = None
-        self._exit_logits = None
 
     def set_exit_threshold(self, threshold: float) -> None:
         """Confidence needed to leave at an intermediate exit (>= 1: never exit early)."""
@@ -232,8 +232,8 @@ class MambaLM(_ExitOptions, nn.Module):
     hybrid Mamba + attention stack and with early exits.
 
     Early exit in the LM follows CALM: every exit shares the final RMSNorm and the LM head. In
-    training mode the forward keeps the exits' logits for :meth:`auxiliary_loss`. In eval mode
-    with ``exit_threshold < 1`` each token takes the logits of its first confident exit and
+    training, ``forward(tokens, return_exits=True)`` also returns the exits' logits. In eval
+    mode with ``exit_threshold < 1`` each token takes the logits of its first confident exit and
     ``last_depth`` (B, L) records the layers it needed. The full forward still runs every layer
     for every token (the deeper layers' states of a token feed later tokens), so the reported
     depth is what a per-token decoder would need, not a saving of this call; recurrent
@@ -281,8 +281,10 @@ class MambaLM(_ExitOptions, nn.Module):
     def _logits(self, h: Tensor) -> Tensor:
         return self.lm_head(self.backbone.norm_f(h))
 
-    def forward(self, tokens: Tensor, return_depth: bool = False) -> Tensor | tuple[Tensor, Tensor]:
-        """Logits (B, L, V); with ``return_depth`` also the layers used per token (B, L)."""
+    def forward(self, tokens: Tensor, return_depth: bool = False, return_exits: bool = False
+                ) -> Tensor | tuple[Tensor, Tensor] | ExitOutput:
+        """Logits (B, L, V); with ``return_depth`` also the layers used per token (B, L); in
+        training with ``return_exits`` an :class:`ExitOutput` with the exits' logits."""
         bb = self.backbone
         use_exits = bool(self.exit_layers) and (self.training or self.early_exit_active)
         h = bb.embeddings(tokens)
@@ -294,7 +296,8 @@ class MambaLM(_ExitOptions, nn.Module):
         logits = self._logits(h)  # (B, L, V)
         depth = torch.full(tokens.shape, self.n_layers, dtype=torch.long, device=tokens.device)
         if self.training:
-            self._keep_exit_logits(exit_logits)
+            if return_exits:
+                return self._exit_output(logits, exit_logits)
         else:
             if use_exits:
                 logits, depth = _first_confident(exit_logits, logits, self.exit_layers,
@@ -409,8 +412,10 @@ class MambaClassifier(_ExitOptions, nn.Module):
     def _final(self, h: Tensor) -> Tensor:
         return self.head(self.backbone.norm_f(h).mean(dim=1))
 
-    def forward(self, x: Tensor, return_depth: bool = False) -> Tensor | tuple[Tensor, Tensor]:
-        """Logits (B, K); with ``return_depth`` also the layers used per sequence (B,)."""
+    def forward(self, x: Tensor, return_depth: bool = False, return_exits: bool = False
+                ) -> Tensor | tuple[Tensor, Tensor] | ExitOutput:
+        """Logits (B, K); with ``return_depth`` also the layers used per sequence (B,); in
+        training with ``return_exits`` an :class:`ExitOutput` with the exits' logits."""
         h = self.embed(x.transpose(1, 2))  # (B, L, M)
         depth = torch.full((x.shape[0],), self.n_layers, dtype=torch.long, device=x.device)
         heads = dict(zip(self.exit_layers, self.exit_heads, strict=True))
@@ -422,7 +427,8 @@ class MambaClassifier(_ExitOptions, nn.Module):
                     exit_logits.append(heads[i](h))
             logits = self._final(h)
             if self.training:
-                self._keep_exit_logits(exit_logits)
+                if return_exits:
+                    return self._exit_output(logits, exit_logits)
             else:
                 self.last_depth = depth
             return (logits, depth) if return_depth else logits
@@ -450,140 +456,104 @@ class MambaClassifier(_ExitOptions, nn.Module):
         return (logits, depth) if return_depth else logits
 
 
-@register_model(task="sequence", description="Mamba LM / token tagger (Gu & Dao 2023); "
-                "options: hybrid attention layers, early exits.",
-                example=dict(kwargs=dict(vocab_size=11, dim=16, n_layers=2), input=(2, 9),
-                             dtype="long", high=11, output=(2, 9, 11)))
-def mamba_lm(vocab_size: int, dim: int = 64, n_layers: int = 2, d_state: int = 16,
-             d_conv: int = 4, expand: int = 2, tie_embeddings: bool = True,
-             scan_backend: str = "auto", attn_every: int = 0,
-             attn_layers: Sequence[int] | None = None, num_heads: int = 4,
-             attn_position: str = "none", attn_mlp_ratio: float = 0.0, exit_every: int = 0,
-             exit_layers: Sequence[int] | None = None, exit_threshold: float = 1.0,
-             exit_loss_weights: str | Sequence[float] = "uniform") -> MambaLM:
-    """Mamba language model; with a sequence dataset it tags every position. Published Mamba
-    by default; :class:`MambaLM` documents the hybrid and early-exit options."""
-    return MambaLM(vocab_size, dim, n_layers, d_state, d_conv, expand,
-                   tie_embeddings=tie_embeddings, scan_backend=scan_backend,
-                   attn_every=attn_every, attn_layers=attn_layers, num_heads=num_heads,
-                   attn_position=attn_position, attn_mlp_ratio=attn_mlp_ratio,
-                   exit_every=exit_every, exit_layers=exit_layers,
-                   exit_threshold=exit_threshold, exit_loss_weights=exit_loss_weights)
+# --------------------------------------------------------------------------- registered variants
 
 
-@register_model(task="classification", description="Mamba classifier for 1-D signals; "
-                "options: hybrid attention layers, early exits.",
-                example=dict(kwargs=dict(in_channels=1, num_classes=10, dim=16), input=(2, 1, 40),
-                             dtype="float", output=(2, 10)))
-def mamba_classifier(in_channels: int, num_classes: int, dim: int = 64, n_layers: int = 2,
-                     d_state: int = 16, d_conv: int = 4, expand: int = 2,
-                     scan_backend: str = "auto", attn_every: int = 0,
-                     attn_layers: Sequence[int] | None = None, num_heads: int = 4,
-                     attn_position: str = "none", attn_mlp_ratio: float = 0.0,
-                     attn_causal: bool = False, exit_every: int = 0,
-                     exit_layers: Sequence[int] | None = None, exit_threshold: float = 1.0,
-                     exit_loss_weights: str | Sequence[float] = "uniform") -> MambaClassifier:
-    """Mamba layers over a signal, mean-pooled; :class:`MambaClassifier` documents the hybrid
-    and early-exit options."""
-    return MambaClassifier(in_channels, num_classes, dim, n_layers, d_state, d_conv, expand,
-                           scan_backend, attn_every=attn_every, attn_layers=attn_layers,
-                           num_heads=num_heads, attn_position=attn_position,
-                           attn_mlp_ratio=attn_mlp_ratio, attn_causal=attn_causal,
-                           exit_every=exit_every, exit_layers=exit_layers,
-                           exit_threshold=exit_threshold, exit_loss_weights=exit_loss_weights)
+def _register_variant(name: str, cls: type[nn.Module], doc: str,
+                      defaults: Mapping[str, Any] | None = None,
+                      resolve: Callable[[dict[str, Any], dict[str, Any]], dict[str, Any]]
+                      | None = None, **meta: Any) -> Callable[..., nn.Module]:
+    """Registers ``name``: the class ``cls`` with other default arguments (timm's pattern of a
+    base model plus per-variant defaults).
 
+    The factory's signature is the class's own with ``defaults`` substituted, so
+    :func:`~dltricks.models.registry.create_model` checks keyword arguments by name and lists
+    them in its errors, and a new option of the class reaches every variant; arguments are
+    forwarded by name, never by position.
 
-@register_model(task="sequence", description="Hybrid Mamba + attention LM (Jamba layout, "
-                "Lieber et al. 2024): mamba_lm with attn_every=3 by default.",
-                example=dict(kwargs=dict(vocab_size=11, dim=16, n_layers=2, attn_every=1,
-                                         num_heads=2), input=(2, 9), dtype="long", high=11,
-                             output=(2, 9, 11)))
-def mamba_hybrid_lm(vocab_size: int, dim: int = 64, n_layers: int = 4, attn_every: int = 3,
-                    attn_layers: Sequence[int] | None = None, num_heads: int = 4,
-                    attn_position: str = "none", attn_mlp_ratio: float = 0.0,
-                    d_state: int = 16, d_conv: int = 4, expand: int = 2,
-                    tie_embeddings: bool = True, scan_backend: str = "auto",
-                    exit_every: int = 0, exit_layers: Sequence[int] | None = None,
-                    exit_threshold: float = 1.0,
-                    exit_loss_weights: str | Sequence[float] = "uniform") -> MambaLM:
-    """:func:`mamba_lm` with hybrid defaults: 4 layers, attention at layer 2 (M M A M)."""
-    return mamba_lm(vocab_size, dim, n_layers, d_state, d_conv, expand, tie_embeddings,
-                    scan_backend, 0 if attn_layers is not None else attn_every, attn_layers,
-                    num_heads, attn_position, attn_mlp_ratio, exit_every, exit_layers,
-                    exit_threshold, exit_loss_weights)
-
-
-@register_model(task="classification", description="Hybrid Mamba + attention classifier for "
-                "1-D signals (Jamba layout): mamba_classifier with attn_every=3 by default.",
-                example=dict(kwargs=dict(in_channels=1, num_classes=10, dim=16, n_layers=2,
-                                         attn_every=1, num_heads=2), input=(2, 1, 40),
-                             dtype="float", output=(2, 10)))
-def mamba_hybrid_classifier(in_channels: int, num_classes: int, dim: int = 64, n_layers: int = 4,
-                            attn_every: int = 3, attn_layers: Sequence[int] | None = None,
-                            num_heads: int = 4, attn_position: str = "none",
-                            attn_mlp_ratio: float = 0.0, attn_causal: bool = False,
-                            d_state: int = 16, d_conv: int = 4, expand: int = 2,
-                            scan_backend: str = "auto", exit_every: int = 0,
-                            exit_layers: Sequence[int] | None = None, exit_threshold: float = 1.0,
-                            exit_loss_weights: str | Sequence[float] = "uniform",
-                            ) -> MambaClassifier:
-    """:func:`mamba_classifier` with hybrid defaults: 4 layers, attention at layer 2."""
-    return mamba_classifier(in_channels, num_classes, dim, n_layers, d_state, d_conv, expand,
-                            scan_backend, 0 if attn_layers is not None else attn_every,
-                            attn_layers, num_heads, attn_position, attn_mlp_ratio, attn_causal,
-                            exit_every, exit_layers, exit_threshold, exit_loss_weights)
-
-
-def load_hf_mamba(folder: str | Path, scan_backend: str = "auto") -> MambaLM:
-    """Builds a :class:`MambaLM` from a Hugging Face ``MambaForCausalLM`` folder
-    (config.json + model.safetensors, sharded safetensors, or pytorch_model.bin), locally.
-
-    Raises:
-        FileNotFoundError: no config or weights in ``folder``.
-        ValueError: a configuration this implementation does not cover, or weights that do not
-            match the configuration.
+    Args:
+        name: registry name.
+        cls: the model class.
+        doc: the factory's docstring.
+        defaults: the variant's defaults, by argument name.
+        resolve: ``resolve(given, arguments) -> arguments`` adjusts the full argument dict
+            from what the caller gave (e.g. an explicit layout that replaces a default one).
+        **meta: registry metadata (``task``, ``description``, ``example``).
     """
-    folder = Path(folder)
-    cfg_path = folder / "config.json"
-    if not cfg_path.is_file():
-        raise FileNotFoundError(f"{cfg_path} does not exist.")
-    cfg = json.loads(cfg_path.read_text())
-    dim, expand = cfg["hidden_size"], cfg.get("expand", 2)
-    if cfg.get("intermediate_size", expand * dim) != expand * dim:
-        raise ValueError(f"{cfg_path}: intermediate_size must equal expand * hidden_size.")
-    rank = cfg.get("time_step_rank", "auto")
-    model = MambaLM(
-        cfg["vocab_size"], dim, cfg["num_hidden_layers"], cfg.get("state_size", 16),
-        cfg.get("conv_kernel", 4), expand, rank,
-        tie_embeddings=cfg.get("tie_word_embeddings", True),
-        eps=cfg.get("layer_norm_epsilon", 1e-5), scan_backend=scan_backend,
-        bias=cfg.get("use_bias", False), conv_bias=cfg.get("use_conv_bias", True),
-    )
-    state = _read_weights(folder)
-    if model.lm_head.weight is model.backbone.embeddings.weight:
-        state.pop("lm_head.weight", None)
-        missing, unexpected = model.load_state_dict(state, strict=False)
-        missing = [k for k in missing if k != "lm_head.weight"]
-    else:
-        missing, unexpected = model.load_state_dict(state, strict=False)
-    if missing or unexpected:
-        raise ValueError(f"Weights in {folder} do not match the config: missing "
-                         f"{sorted(missing)[:5]}, unexpected {sorted(unexpected)[:5]}.")
-    return model
+    defaults = dict(defaults or {})
+    sig = inspect.signature(cls)
+    unknown = sorted(set(defaults) - set(sig.parameters))
+    if unknown:
+        raise ValueError(f"Variant {name!r}: {cls.__name__} has no arguments {unknown}.")
+    sig = sig.replace(
+        parameters=[p.replace(default=defaults[p.name]) if p.name in defaults else p
+                    for p in sig.parameters.values()],
+        return_annotation=cls.__name__)
+
+    def factory(*args: Any, **kwargs: Any) -> nn.Module:
+        bound = sig.bind(*args, **kwargs)
+        given = dict(bound.arguments)
+        bound.apply_defaults()
+        arguments = dict(bound.arguments)
+        if resolve is not None:
+            arguments = resolve(given, arguments)
+        return cls(**arguments)
+
+    factory.__signature__ = sig  # type: ignore[attr-defined]
+    factory.__name__ = factory.__qualname__ = name
+    factory.__doc__ = doc
+    return register_model(name, **meta)(factory)
 
 
-def _read_weights(folder: Path) -> dict[str, Tensor]:
-    from safetensors.torch import load_file
+def _explicit_attention_layers(given: dict[str, Any], arguments: dict[str, Any]
+                               ) -> dict[str, Any]:
+    """Explicit ``attn_layers`` replace the variant's default ``attn_every``."""
+    if given.get("attn_layers") is not None and "attn_every" not in given:
+        arguments["attn_every"] = 0
+    return arguments
 
-    if (folder / "model.safetensors").is_file():
-        return load_file(folder / "model.safetensors")
-    index = folder / "model.safetensors.index.json"
-    if index.is_file():
-        state: dict[str, Tensor] = {}
-        for shard in sorted(set(json.loads(index.read_text())["weight_map"].values())):
-            state.update(load_file(folder / shard))
-        return state
-    if (folder / "pytorch_model.bin").is_file():
-        return torch.load(folder / "pytorch_model.bin", map_location="cpu", weights_only=True)
-    raise FileNotFoundError(f"No model.safetensors, sharded safetensors or pytorch_model.bin "
-                            f"in {folder}.")
+
+mamba_lm = _register_variant(
+    "mamba_lm", MambaLM,
+    "Mamba language model; with a sequence dataset it tags every position. Published Mamba by "
+    "default; :class:`MambaLM` documents the hybrid and early-exit options.",
+    task="sequence", description="Mamba LM / token tagger (Gu & Dao 2023); options: hybrid "
+    "attention layers, early exits.",
+    example=dict(kwargs=dict(vocab_size=11, dim=16, n_layers=2), input=(2, 9), dtype="long",
+                 high=11, output=(2, 9, 11)))
+
+mamba_classifier = _register_variant(
+    "mamba_classifier", MambaClassifier,
+    "Mamba layers over a signal, mean-pooled; :class:`MambaClassifier` documents the hybrid "
+    "and early-exit options.",
+    task="classification", description="Mamba classifier for 1-D signals; options: hybrid "
+    "attention layers, early exits.",
+    example=dict(kwargs=dict(in_channels=1, num_classes=10, dim=16), input=(2, 1, 40),
+                 dtype="float", output=(2, 10)))
+
+mamba_hybrid_lm = _register_variant(
+    "mamba_hybrid_lm", MambaLM,
+    ":func:`mamba_lm` with hybrid defaults: 4 layers, attention at layer 2 (M M A M).",
+    defaults={"n_layers": 4, "attn_every": 3}, resolve=_explicit_attention_layers,
+    task="sequence", description="Hybrid Mamba + attention LM (Jamba layout, Lieber et al. "
+    "2024): mamba_lm with attn_every=3 by default.",
+    example=dict(kwargs=dict(vocab_size=11, dim=16, n_layers=2, attn_every=1, num_heads=2),
+                 input=(2, 9), dtype="long", high=11, output=(2, 9, 11)))
+
+mamba_hybrid_classifier = _register_variant(
+    "mamba_hybrid_classifier", MambaClassifier,
+    ":func:`mamba_classifier` with hybrid defaults: 4 layers, attention at layer 2.",
+    defaults={"n_layers": 4, "attn_every": 3}, resolve=_explicit_attention_layers,
+    task="classification", description="Hybrid Mamba + attention classifier for 1-D signals "
+    "(Jamba layout): mamba_classifier with attn_every=3 by default.",
+    example=dict(kwargs=dict(in_channels=1, num_classes=10, dim=16, n_layers=2, attn_every=1,
+                             num_heads=2), input=(2, 1, 40), dtype="float", output=(2, 10)))
+
+
+def __getattr__(name: str) -> object:
+    # load_hf_mamba lives in dltricks.models.hf_mamba; resolved lazily to avoid an import cycle.
+    if name == "load_hf_mamba":
+        from dltricks.models.hf_mamba import load_hf_mamba
+
+        return load_hf_mamba
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

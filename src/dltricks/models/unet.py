@@ -24,16 +24,9 @@ from torch import Tensor, nn
 
 from dltricks.models.registry import register_model
 from dltricks.nn.conv_blocks import ConvStack
-from dltricks.nn.factory import ActSpec, NormSpec, get_conv, get_pool
+from dltricks.nn.factory import ActSpec, NormSpec, check_spatial_divisible, get_conv, get_pool
 
-
-@torch.fx.wrap
-def _check_size(x: Tensor, multiple: int) -> None:
-    if any(s % multiple for s in x.shape[2:]):
-        raise ValueError(
-            f"UNet needs spatial sizes divisible by {multiple} (2 ** number of poolings), got "
-            f"{tuple(x.shape[2:])}."
-        )
+torch.fx.wrap("check_spatial_divisible")  # a leaf in fx traces of this module too
 
 
 class UNet(nn.Module):
@@ -78,7 +71,7 @@ class UNet(nn.Module):
         self.head = get_conv(spatial_dims)(width, num_classes, 1)
 
     def forward(self, x: Tensor) -> Tensor:
-        _check_size(x, self.multiple)
+        check_spatial_divisible(x, self.multiple, "UNet (2 ** number of poolings)")
         skips = []
         for i, enc in enumerate(self.encoders):
             x = enc(x if i == 0 else self.pool(x))

@@ -29,7 +29,8 @@ from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
-from torch import nn
+import torch
+from torch import Tensor, nn
 
 NormSpec = str | None | type[nn.Module] | Callable[[int], nn.Module] | tuple[Any, dict[str, Any]]
 ActSpec = str | None | type[nn.Module] | Callable[[], nn.Module] | tuple[Any, dict[str, Any]]
@@ -58,6 +59,20 @@ POOLS = ("max", "avg", "adaptive_max", "adaptive_avg")
 def _check_spatial_dims(spatial_dims: int) -> None:
     if spatial_dims not in (1, 2, 3):
         raise ValueError(f"spatial_dims must be 1, 2 or 3, got {spatial_dims!r}.")
+
+
+@torch.fx.wrap
+def check_spatial_divisible(x: Tensor, multiple: int, what: str) -> None:
+    """Raises ``ValueError`` unless every spatial size of ``x`` (B, C, *spatial) is a multiple
+    of ``multiple``; ``what`` names the block and why, e.g. ``"UNet (2 ** poolings)"``.
+
+    A leaf call in torch.fx traces (sizes are not symbolic there). ``torch.fx.wrap`` patches the
+    name in the globals of the module that wraps it, so a module that imports this function
+    must also call ``torch.fx.wrap("check_spatial_divisible")`` at its top level.
+    """
+    if any(s % multiple for s in x.shape[2:]):
+        raise ValueError(f"{what} needs spatial sizes divisible by {multiple}, got "
+                         f"{tuple(x.shape[2:])}.")
 
 
 def _split_spec(spec: Any) -> tuple[Any, dict[str, Any]]:

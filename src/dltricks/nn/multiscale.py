@@ -23,7 +23,16 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from dltricks.nn.factory import ActSpec, ConvNormAct, NormSpec, _check_spatial_dims, get_pool
+from dltricks.nn.factory import (
+    ActSpec,
+    ConvNormAct,
+    NormSpec,
+    _check_spatial_dims,
+    check_spatial_divisible,
+    get_pool,
+)
+
+torch.fx.wrap("check_spatial_divisible")  # a leaf in fx traces of this module too
 
 
 def conv_pathway(spatial_dims: int, in_channels: int, channels: Sequence[int],
@@ -72,15 +81,8 @@ class DualPathway(nn.Module):
         self.out_channels = 2 * channels[-1]
 
     def forward(self, x: Tensor) -> Tensor:
-        _check_divisible(x, self.factor)
+        check_spatial_divisible(x, self.factor, f"DualPathway (factor={self.factor})")
         low = self.up(self.low(self.down(x)))  # (B, C, *spatial) after repetition upsampling
         return torch.cat([self.normal(x), low], dim=1)
 
 
-@torch.fx.wrap
-def _check_divisible(x: Tensor, factor: int) -> None:
-    if any(s % factor for s in x.shape[2:]):
-        raise ValueError(
-            f"DualPathway needs spatial sizes divisible by factor={factor}, got "
-            f"{tuple(x.shape[2:])}."
-        )

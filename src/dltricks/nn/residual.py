@@ -62,6 +62,17 @@ class _Residual(nn.Module):
     drop_path: nn.Module
     out_act: nn.Module
 
+    def _add_paths(self, spatial_dims: int, in_channels: int, out_channels: int, stride: int,
+                   norm: NormSpec, act: ActSpec, attention: str | None, drop_path: float,
+                   preact: bool = False) -> None:
+        """Adds what every block has around its branch: the shortcut, the branch attention, the
+        drop path and the output activation (the identity for pre-activation blocks)."""
+        self.shortcut = projection_shortcut(spatial_dims, in_channels, out_channels, stride, norm,
+                                            preact=preact)
+        self.attention = get_cnn_attention(attention, spatial_dims, out_channels)
+        self.drop_path = DropPath(drop_path)
+        self.out_act = nn.Identity() if preact else get_act(act)
+
     def forward(self, x: Tensor) -> Tensor:
         return self.out_act(self.shortcut(x) + self.drop_path(self.attention(self.branch(x))))
 
@@ -98,10 +109,8 @@ class BasicBlock(_Residual):
             ConvNormAct(spatial_dims, out_channels, out_channels, 3, dilation=dilation,
                         norm=norm, act=None),
         )
-        self.shortcut = projection_shortcut(spatial_dims, in_channels, out_channels, stride, norm)
-        self.attention = get_cnn_attention(attention, spatial_dims, out_channels)
-        self.drop_path = DropPath(drop_path)
-        self.out_act = get_act(act)
+        self._add_paths(spatial_dims, in_channels, out_channels, stride, norm, act, attention,
+                        drop_path)
 
 
 class Bottleneck(_Residual):
@@ -145,10 +154,8 @@ class Bottleneck(_Residual):
                         groups=groups, norm=norm, act=act),
             ConvNormAct(spatial_dims, width, out_channels, 1, norm=norm, act=None),
         )
-        self.shortcut = projection_shortcut(spatial_dims, in_channels, out_channels, stride, norm)
-        self.attention = get_cnn_attention(attention, spatial_dims, out_channels)
-        self.drop_path = DropPath(drop_path)
-        self.out_act = get_act(act)
+        self._add_paths(spatial_dims, in_channels, out_channels, stride, norm, act, attention,
+                        drop_path)
 
 
 def _preact_conv(spatial_dims: int, in_channels: int, out_channels: int, kernel_size: int,
@@ -187,11 +194,8 @@ class PreActBlock(_Residual):
             _preact_conv(spatial_dims, in_channels, out_channels, 3, stride, dilation, norm, act),
             _preact_conv(spatial_dims, out_channels, out_channels, 3, 1, dilation, norm, act),
         )
-        self.shortcut = projection_shortcut(spatial_dims, in_channels, out_channels, stride,
-                                            norm, preact=True)
-        self.attention = get_cnn_attention(attention, spatial_dims, out_channels)
-        self.drop_path = DropPath(drop_path)
-        self.out_act = nn.Identity()
+        self._add_paths(spatial_dims, in_channels, out_channels, stride, norm, act, attention,
+                        drop_path, preact=True)
 
 
 class PreActBottleneck(_Residual):
@@ -220,11 +224,8 @@ class PreActBottleneck(_Residual):
             _preact_conv(spatial_dims, width, width, 3, stride, dilation, norm, act),
             _preact_conv(spatial_dims, width, out_channels, 1, 1, 1, norm, act),
         )
-        self.shortcut = projection_shortcut(spatial_dims, in_channels, out_channels, stride,
-                                            norm, preact=True)
-        self.attention = get_cnn_attention(attention, spatial_dims, out_channels)
-        self.drop_path = DropPath(drop_path)
-        self.out_act = nn.Identity()
+        self._add_paths(spatial_dims, in_channels, out_channels, stride, norm, act, attention,
+                        drop_path, preact=True)
 
 
 class InvertedResidual(nn.Module):

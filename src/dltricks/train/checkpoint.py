@@ -12,6 +12,10 @@ Writing: everything goes into a hidden temporary folder, each file is fsync'ed, 
 is renamed into place (an atomic rename on POSIX) and the parent directory is fsync'ed. A kill
 at any moment leaves either the previous checkpoints or the new one, never half of one.
 
+Temporary files and folders have unique names (:mod:`dltricks.utils.io`), so concurrent
+writers never collide on one; a run folder is also locked for its run's lifetime
+(:class:`dltricks.train.run.RunLock`).
+
 Reading: :func:`latest_valid` walks checkpoints from the newest, verifies each file's hash, and
 falls back to the previous good checkpoint with a warning naming what was wrong.
 """
@@ -22,8 +26,10 @@ import hashlib
 import json
 import os
 import shutil
+import tempfile
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,8 +38,9 @@ import torch
 from safetensors.torch import load_model, save_model
 from torch import nn
 
+from dltricks.utils.io import TMP_PREFIX, atomic_write_text, fsync_dir
+
 PREFIX = "step_"
-TMP_PREFIX = ".tmp-"
 
 
 class CheckpointError(RuntimeError):
@@ -53,24 +60,7 @@ def _fsync_file(path: Path) -> None:
         os.fsync(f.fileno())
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Writes ``text`` to ``path`` through a temporary file, fsync and rename."""
-    path = Path(path)
-    tmp = path.with_name(f"{TMP_PREFIX}{path.name}")
-    with open(tmp, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    _fsync_dir(path.parent)
+_fsync_dir = fsync_dir
 
 
 def checkpoint_name(step: int) -> str:
@@ -90,7 +80,11 @@ class Checkpoint:
 
     def load_model(self, model: nn.Module, file: str = "model.safetensors") -> None:
         """Loads weights into ``model`` (strict: every key must match)."""
-        missing, unexpected = load_model(model, self.path / file, strict=False)
+        try:
+            missing, unexpected = load_model(model, self.path / file, strict=False)
+        except RuntimeError as exc:  # a tensor of another shape
+            first = str(exc).strip().splitlines()[0]
+            raise CheckpointError(f"{self.path / file} does not fit the model: {first}") from None
         if missing or unexpected:
             raise CheckpointError(
                 f"{self.path / file} does not fit the model: missing {sorted(missing)[:5]}, "
@@ -98,8 +92,20 @@ class Checkpoint:
             )
 
     def load_state(self) -> dict[str, Any]:
-        """The training state (optimizer, scheduler, RNG, counters), without unpickling code."""
-        return torch.load(self.path / "state.pt", map_location="cpu", weights_only=True)
+        """The training state (optimizer, scheduler, RNG, counters), without unpickling code.
+
+        Raises:
+            CheckpointError: ``state.pt`` is not a weights-only loadable file (tampered with,
+                or written by something else), naming the file.
+        """
+        try:
+            return torch.load(self.path / "state.pt", map_location="cpu", weights_only=True)
+        except Exception as exc:  # UnpicklingError, RuntimeError, EOFError, ...
+            raise CheckpointError(
+                f"{self.path / 'state.pt'} cannot be loaded safely: it is not a plain file of "
+                f"tensors and values ({type(exc).__name__}); it was altered or not written by "
+                "dltricks."
+            ) from None
 
 
 def save_checkpoint(
@@ -123,10 +129,9 @@ def save_checkpoint(
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     final = directory / checkpoint_name(step)
-    tmp = directory / f"{TMP_PREFIX}{final.name}"
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir()
+    # a unique temporary folder: two writers never share one (the run lock prevents that
+    # anyway); leftovers of killed writes are removed by :func:`prune`
+    tmp = Path(tempfile.mkdtemp(dir=directory, prefix=f"{TMP_PREFIX}{final.name}."))
     save_model(model, str(tmp / "model.safetensors"))
     if ema is not None:
         save_model(ema, str(tmp / "ema.safetensors"))
@@ -190,6 +195,24 @@ def latest_valid(directory: Path, warn: bool = True) -> Checkpoint | None:
     return None
 
 
+def load_latest(directory: Path, load: Callable[[Checkpoint], Any], warn: bool = True
+                ) -> tuple[Checkpoint, Any] | None:
+    """The newest checkpoint that verifies *and* that ``load`` accepts, with what it returned.
+
+    A checkpoint whose files hash correctly can still fail to load (a ``state.pt`` replaced
+    together with its hash in ``meta.json``); ``load`` raising :class:`CheckpointError` makes
+    this fall back to the previous one with a warning, as for a corrupted file.
+    """
+    for path in reversed(list_checkpoints(directory)):
+        try:
+            found = verify(path)
+            return found, load(found)
+        except CheckpointError as exc:
+            if warn:
+                warnings.warn(f"Skipping bad checkpoint: {exc}", stacklevel=2)
+    return None
+
+
 def prune(directory: Path, keep_last: int, protect: set[int] | None = None) -> list[Path]:
     """Deletes all but the ``keep_last`` newest checkpoints and those whose step is protected
     (the best one). Leftover temporary folders of interrupted writes go too."""
@@ -203,3 +226,19 @@ def prune(directory: Path, keep_last: int, protect: set[int] | None = None) -> l
     for tmp in Path(directory).glob(f"{TMP_PREFIX}*"):
         shutil.rmtree(tmp, ignore_errors=True) if tmp.is_dir() else tmp.unlink(missing_ok=True)
     return removed
+
+
+__all__ = [
+    "PREFIX",
+    "TMP_PREFIX",
+    "Checkpoint",
+    "CheckpointError",
+    "atomic_write_text",
+    "checkpoint_name",
+    "latest_valid",
+    "list_checkpoints",
+    "load_latest",
+    "prune",
+    "save_checkpoint",
+    "verify",
+]

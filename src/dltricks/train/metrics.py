@@ -243,7 +243,8 @@ def token_stats(logits: Tensor, target: Tensor) -> dict[str, Tensor]:
 def summarize(stats: Mapping[str, Tensor]) -> dict[str, float]:
     """Turns accumulated sums into metrics.
 
-    Gives whichever applies: ``loss``, ``accuracy``, ``nll``, ``ece``, ``dice`` (mean over
+    Gives whichever applies: ``loss``, ``accuracy``, ``nll``, ``ece``, ``confidence`` (mean
+    top-1 probability), ``dice`` (mean over
     foreground classes that occur in prediction or target) with ``dice_class{k}`` per class,
     ``token_accuracy``, ``token_nll`` and ``perplexity``. A metric whose count is zero is left
     out.
@@ -260,6 +261,8 @@ def summarize(stats: Mapping[str, Tensor]) -> dict[str, float]:
     ratio("nll", "nll_sum", "count")
     if "ece_count" in s and s["ece_count"].sum() > 0:
         out["ece"] = ((s["ece_acc"] - s["ece_conf"]).abs().sum() / s["ece_count"].sum()).item()
+        # mean top-1 probability: above accuracy = over-confident (label smoothing's premise)
+        out["confidence"] = (s["ece_conf"].sum() / s["ece_count"].sum()).item()
     if "dice_inter" in s:
         inter, denom = s["dice_inter"][1:], s["dice_denom"][1:]
         present = denom > 0

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import copy
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -55,12 +55,16 @@ class AugmentConfig(_Strict):
     noise_std: float = Field(0.0, ge=0, description="std of additive Gaussian noise")
     mixup_alpha: float = Field(0.0, ge=0, description="Beta(alpha, alpha) for mixup; 0 = off")
     cutmix_alpha: float = Field(0.0, ge=0, description="Beta(alpha, alpha) for cutmix; 0 = off")
+    sizes: tuple[int, ...] | None = Field(
+        None, description="multi-size training (He et al. 2015): each batch is resized to a "
+                          "side drawn from this list (classification), e.g. [6, 8, 12]"
+    )
 
     @property
     def enabled(self) -> bool:
         return any(
             (self.hflip, self.vflip, self.rotation, self.crop_scale, self.intensity,
-             self.noise_std, self.mixup_alpha, self.cutmix_alpha)
+             self.noise_std, self.mixup_alpha, self.cutmix_alpha, self.sizes)
         )
 
 
@@ -171,6 +175,19 @@ class TrainConfig(_Strict):
         return self
 
 
+class TermConfig(_Strict):
+    """An extra loss term added to the task loss (distillation, pseudo-labels, DANN, ...).
+
+    ``name`` resolves through :func:`dltricks.train.terms.resolve_term` (entry points of group
+    ``dltricks.terms`` and terms registered in-process); ``kwargs`` go to its constructor and
+    are checked against its signature when the run is built.
+    """
+
+    name: str
+    weight: float = Field(1.0, ge=0, description="multiplies the term's loss in the total")
+    kwargs: dict[str, Any] = Field(default_factory=dict)
+
+
 class Recipe(_Strict):
     """A whole training recipe."""
 
@@ -183,9 +200,15 @@ class Recipe(_Strict):
     optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig)
     schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
+    objectives: list[TermConfig] = Field(
+        default_factory=list, description="extra loss terms added to the task loss"
+    )
 
     def to_dict(self) -> dict[str, Any]:
-        return self.model_dump(mode="json")
+        out = self.model_dump(mode="json")
+        if not out["objectives"]:  # plain recipes keep the shape they always had
+            out.pop("objectives")
+        return out
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.to_dict(), sort_keys=False)
@@ -198,12 +221,25 @@ def _allowed_keys(loc: tuple[Any, ...]) -> list[str] | None:
     """Field names of the schema section at ``loc`` (a pydantic error location)."""
     model: type[BaseModel] = Recipe
     for part in loc[:-1]:
+        if isinstance(part, int):  # an item of a list section (objectives[0])
+            continue
         field = model.model_fields.get(str(part))
         ann = getattr(field, "annotation", None)
+        args = get_args(ann)
+        if get_origin(ann) is list and args:
+            ann = args[0]
         if not (isinstance(ann, type) and issubclass(ann, BaseModel)):
             return None
         model = ann
     return list(model.model_fields)
+
+
+def _list_key(loc: tuple[Any, ...]) -> str:
+    """``objectives[1].nme`` for a pydantic location ``('objectives', 1, 'nme')``."""
+    out = ""
+    for p in loc:
+        out += f"[{p}]" if isinstance(p, int) else (f".{p}" if out else str(p))
+    return out
 
 
 def format_validation_error(err: ValidationError, source: str = "recipe") -> str:
@@ -211,7 +247,7 @@ def format_validation_error(err: ValidationError, source: str = "recipe") -> str
     lines = [f"Invalid {source}:"]
     for e in err.errors():
         loc = tuple(e["loc"])
-        key = ".".join(str(p) for p in loc) or "(top level)"
+        key = _list_key(loc) or "(top level)"
         if e["type"] == "extra_forbidden":
             allowed = _allowed_keys(loc)
             extra = f" Allowed keys here: {', '.join(allowed)}." if allowed else ""

@@ -34,8 +34,9 @@ def _check(total_steps: int, warmup_steps: int) -> None:
         raise ValueError(f"total_steps must be positive, got {total_steps}.")
     if warmup_steps >= total_steps:
         raise ValueError(
-            f"warmup_steps ({warmup_steps}) must be smaller than total_steps ({total_steps}), "
-            "so that the schedule has at least one step after warmup."
+            f"schedule.warmup_steps ({warmup_steps}) must be smaller than the run's "
+            f"{total_steps} optimizer steps, so that the schedule has at least one step after "
+            "warmup; lower schedule.warmup_steps or train longer (train.epochs / train.steps)."
         )
 
 

@@ -1,42 +1,62 @@
 """The training engine: an explicit, readable loop that applies a recipe's tricks.
 
-One loop serves every task; what differs per task lives in an :class:`~.objectives.Objective`.
-Per optimizer step, in order: forward under autocast (bf16 on CPU, fp16 + grad scaler on CUDA),
-backward of ``loss / grad_accum`` for each micro-batch (DDP synchronises only on the last one),
-unscale, total gradient norm, NaN/Inf check (error naming the step, or skip), clipping by norm or
-value, optimizer step, LR schedule step, EMA update. Every ``eval_every_epochs`` the validation
-metrics decide the best checkpoint and early stopping.
+The engine is in parts, after torchtune's recipe interface:
+
+* :func:`~dltricks.train.components.build_components` builds the data, model, objective,
+  loss terms, EMA, augmentation, optimizer and schedule from the recipe (no file written, no
+  global seed set);
+* :class:`~dltricks.train.state.TrainState` is the one list of what a checkpoint holds;
+* :func:`~dltricks.train.evaluate.evaluate` scores a model on a split without an optimizer;
+* :class:`Trainer` owns the run folder (lock, recipe, metrics, checkpoints) and the loop.
+
+One loop serves every task; what differs per task lives in an :class:`~.objectives.Objective`,
+and what differs per paradigm (distillation, semi-supervised, domain adaptation) in
+:class:`~.terms.LossTerm` objects named by the recipe's ``objectives``. Per micro-batch: forward
+under autocast (bf16 on CPU, fp16 + grad scaler on CUDA), task loss, early-exit losses from the
+model's returned outputs, the terms' losses times their weights, backward of
+``loss / grad_accum`` (DDP synchronises only on the last micro-batch). Per optimizer step:
+unscale, total gradient norm, NaN/Inf check (error naming the step, or skip), clipping by norm
+or value, optimizer step, LR schedule step, EMA update, the terms' ``on_step_end``. At each
+epoch's end the validation metrics decide the best checkpoint and early stopping.
 
 Reproducibility: the data order of epoch ``e`` is a permutation drawn from ``seed`` and ``e``
-alone, and a checkpoint stores the global RNG state and the position inside the epoch, so a run
-resumed from any checkpoint (after SIGINT, SIGTERM or kill -9) takes exactly the steps of an
-uninterrupted run; on CPU with ``train.deterministic`` it reaches the same metrics bit for bit.
+alone, extra streams are drawn the same way, and a checkpoint stores the global RNG state and
+the position inside the epoch, so a run resumed from any checkpoint (after SIGINT, SIGTERM or
+kill -9) takes exactly the steps of an uninterrupted run; on CPU with ``train.deterministic``
+it reaches the same metrics bit for bit.
 """
 
 from __future__ import annotations
 
 import contextlib
+import copy
+import inspect
 import json
 import math
 import signal
 import threading
 import time
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor, nn
-from torch.nn.parallel import DistributedDataParallel
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 import dltricks
-from dltricks.data import ArrayDataset, DatasetSplits, create_dataset
-from dltricks.models import create_model
-from dltricks.models.registry import model_signature
+from dltricks.data import DatasetSplits
 from dltricks.train import checkpoint as ckpt
-from dltricks.train.clip import GradNormStats, clip_gradients
+from dltricks.train.clip import clip_gradients
+from dltricks.train.components import (
+    LOWER_IS_BETTER,
+    Components,
+    build_components,
+    build_model,
+    model_kwargs_for,
+    monitor_spec,
+    resolve_device,
+)
 from dltricks.train.distributed import (
     DistInfo,
     all_reduce_sum,
@@ -44,14 +64,21 @@ from dltricks.train.distributed import (
     broadcast_object,
     init_from_env,
 )
-from dltricks.train.metrics import MetricAccumulator
-from dltricks.train.objectives import Objective, make_objective
-from dltricks.train.optim import build_optimizer
+from dltricks.train.evaluate import checkpoint_weights_file
+from dltricks.train.evaluate import evaluate as evaluate_model
 from dltricks.train.recipe import Recipe
-from dltricks.train.run import MetricsLog, new_run_dir
-from dltricks.train.schedules import build_scheduler
-
-LOWER_IS_BETTER = ("loss", "nll", "ece")
+from dltricks.train.run import (
+    MetricsLog,
+    RunFolderError,
+    RunLock,
+    check_run_folder,
+    clear_run_folder,
+    make_dir,
+    new_run_dir,
+)
+from dltricks.train.state import LoopState, TrainState
+from dltricks.train.terms import ModelOutput, StepContext, as_model_output, term_losses
+from dltricks.utils.io import atomic_write_text
 
 
 class Callback:
@@ -80,36 +107,21 @@ class TrainingInterrupted(KeyboardInterrupt):
         self.checkpoint = checkpoint
 
 
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ValueError("Recipe asks for device 'cuda' but no CUDA device is available.")
-    return torch.device(name)
+class TrainingOutOfMemory(ValueError):
+    """The device ran out of memory; the message suggests a smaller ``data.batch_size``."""
 
 
-def model_kwargs_for(name: str, data: DatasetSplits, given: dict[str, Any]) -> dict[str, Any]:
-    """Fills the constructor arguments a model can take from the data (channels, classes, ...);
-    the recipe's own kwargs win."""
-    params = model_signature(name).parameters
-    auto = {
-        "in_channels": data.in_channels,
-        "num_classes": data.num_classes,
-        "spatial_dims": data.spatial_dims,
-        "in_features": math.prod(data.input_shape),
-        "vocab_size": data.vocab_size,
-    }
-    out = {k: v for k, v in auto.items() if k in params and v is not None and k not in given}
-    if "spatial_dims" in out and data.spatial_dims == 0:
-        out.pop("spatial_dims")
-    return {**out, **given}
+class ResumeError(ValueError):
+    """The recipe no longer fits the run's checkpoint (another model, optimizer or terms)."""
 
 
-def monitor_spec(recipe: Recipe, objective: Objective) -> tuple[str, str]:
-    """(metric name, 'min' | 'max') watched on the validation split."""
-    name = recipe.train.monitor or objective.default_monitor
-    name = name.removeprefix("val/")
-    return name, ("min" if name in LOWER_IS_BETTER else "max")
+def _is_oom(exc: BaseException) -> bool:
+    if isinstance(exc, torch.OutOfMemoryError):
+        return True
+    text = str(exc)
+    return isinstance(exc, RuntimeError | MemoryError) and (
+        "out of memory" in text.lower() or "can't allocate memory" in text
+        or isinstance(exc, MemoryError))
 
 
 def epoch_batches(n: int, batch_size: int, seed: int, epoch: int) -> Tensor:
@@ -125,20 +137,46 @@ def epoch_batches(n: int, batch_size: int, seed: int, epoch: int) -> Tensor:
     return perm[: nb * batch_size].view(nb, batch_size)
 
 
+def _loop_field(name: str, doc: str) -> property:
+    def get(self: Trainer) -> Any:
+        return getattr(self.state.loop, name)
+
+    def set_(self: Trainer, value: Any) -> None:
+        setattr(self.state.loop, name, value)
+
+    return property(get, set_, doc=doc)
+
+
+def _component_field(name: str, doc: str) -> property:
+    def get(self: Trainer) -> Any:
+        return getattr(self.components, name)
+
+    def set_(self: Trainer, value: Any) -> None:
+        setattr(self.components, name, value)  # checkpoints then save the new object
+
+    return property(get, set_, doc=doc)
+
+
 class Trainer:
     """Trains one recipe into one run folder.
 
+    Building a Trainer builds the run's parts (and, with ``resume``, loads the newest valid
+    checkpoint); :meth:`fit` locks the run folder, writes the recipe, seeds the RNG and trains.
+
     Args:
         recipe: the validated recipe.
-        run_dir: folder of this run; created under ``out`` when None.
+        run_dir: folder of this run; created under ``out`` when None. A folder that already
+            holds a run is refused unless ``resume`` or ``overwrite`` is given.
         out: parent folder for new runs.
         data: prebuilt dataset splits (default: built from the recipe).
         resume: continue from the newest valid checkpoint in ``run_dir``.
+        overwrite: delete the run ``run_dir`` holds and start afresh (when :meth:`fit` starts).
         progress: show a rich progress bar.
         tensorboard: write TensorBoard events when the package is installed.
         max_steps_this_call: stop (with a checkpoint) after this many steps in this call; used to
             simulate an interruption.
-        readonly: write nothing into ``run_dir`` (for evaluating a finished run).
+        readonly: write nothing into ``run_dir`` (for evaluating a finished run; prefer
+            :func:`dltricks.train.evaluate.evaluate_run`).
         callbacks: :class:`Callback` objects called at step, epoch and fit end.
         console: a ``rich.console.Console`` for messages (default: a new one).
 
@@ -148,6 +186,15 @@ class Trainer:
         >>> summary["test"]["accuracy"]
     """
 
+    step = _loop_field("step", "Optimizer steps done.")
+    epoch = _loop_field("epoch", "Current epoch (0-based).")
+    micro_in_epoch = _loop_field("micro_in_epoch", "Micro-batches of this epoch consumed.")
+    best = _loop_field("best", "Best validation value of the monitored metric.")
+    best_step = _loop_field("best_step", "Step of the best validation value.")
+    bad_evals = _loop_field("bad_evals", "Evaluations since the last improvement.")
+    skipped_steps = _loop_field("skipped_steps", "Steps skipped for NaN/Inf.")
+    overflow_steps = _loop_field("overflow_steps", "fp16 steps the grad scaler skipped.")
+
     def __init__(
         self,
         recipe: Recipe,
@@ -156,6 +203,7 @@ class Trainer:
         out: str | Path = "runs",
         data: DatasetSplits | None = None,
         resume: bool = False,
+        overwrite: bool = False,
         progress: bool = False,
         tensorboard: bool = True,
         max_steps_this_call: int | None = None,
@@ -163,24 +211,14 @@ class Trainer:
         callbacks: list[Callback] | None = None,
         console=None,
     ) -> None:
+        if resume and overwrite:
+            raise ValueError("resume and overwrite exclude each other: resuming keeps the run "
+                             "folder, overwriting deletes it.")
         self.recipe = recipe
-        tc = recipe.train
         self.device = resolve_device(recipe.device)
-        if tc.precision == "fp16" and self.device.type != "cuda":
-            raise ValueError(
-                "train.precision 'fp16' needs a CUDA device (fp16 with a grad scaler); "
-                "on CPU use 'bf16'."
-            )
         self.dist: DistInfo = init_from_env(self.device.type)
         if self.dist.enabled and self.device.type == "cuda":
             self.device = torch.device("cuda", self.dist.local_rank)
-        if recipe.data.batch_size % self.dist.world_size:
-            raise ValueError(
-                f"data.batch_size {recipe.data.batch_size} must be divisible by the number of "
-                f"processes ({self.dist.world_size})."
-            )
-        torch.manual_seed(recipe.seed)
-
         if console is None:
             from rich.console import Console
 
@@ -189,136 +227,87 @@ class Trainer:
         self.progress = progress and self.dist.is_main
         self.max_steps_this_call = max_steps_this_call
         self.callbacks = list(callbacks or [])
+        self.resume, self.overwrite, self.readonly = resume, overwrite, readonly
+        self.tensorboard = tensorboard
 
-        # --- run folder (rank 0 creates it, the others learn its path)
+        # --- run folder: chosen and checked here, locked and written by fit()
         if self.dist.is_main:
             if run_dir is None:
                 run_dir = new_run_dir(out, recipe.name)
-            run_dir = Path(run_dir)
-            run_dir.mkdir(parents=True, exist_ok=True)
-            if not resume and not readonly:
-                ckpt.atomic_write_text(run_dir / "recipe.yaml", recipe.to_yaml())
+            elif not readonly:
+                check_run_folder(run_dir, resume=resume, overwrite=overwrite)
         self.run_dir = Path(broadcast_object(str(run_dir) if run_dir else None, self.dist))
         self.ckpt_dir = self.run_dir / "checkpoints"
-        writes = self.dist.is_main and not readonly
-        self.log = MetricsLog(self.run_dir, tensorboard) if writes else None
+        self.log: MetricsLog | None = None
+        self._lock: RunLock | None = None
 
-        # --- data, model, objective
-        self.data = data or create_dataset(recipe.data.name, seed=recipe.seed, **recipe.data.kwargs)
-        if len(self.data.train) < recipe.data.batch_size:
-            raise ValueError(
-                f"data.batch_size {recipe.data.batch_size} exceeds the {len(self.data.train)} "
-                f"training samples of {self.data.name!r}."
-            )
-        self.objective = make_objective(self.data.task, tc.label_smoothing, tc.dice_weight)
-        self.model: nn.Module = self.build_model()
-        self.ddp_model: nn.Module = self.model
-        if self.dist.enabled:
-            ids = [self.device.index] if self.device.type == "cuda" else None
-            self.ddp_model = DistributedDataParallel(self.model, device_ids=ids)
-        self.ema: AveragedModel | None = None
-        if tc.ema.enabled:
-            self.ema = AveragedModel(
-                self.model, multi_avg_fn=get_ema_multi_avg_fn(tc.ema.decay), use_buffers=True
-            )
-        self.augment = self._build_augment()
+        # --- the parts
+        self.components: Components = build_components(recipe, self.device, self.dist, data,
+                                                       self.run_dir)
+        c = self.components
+        self.data, self.objective, self.terms = c.data, c.objective, c.terms
+        self.model: nn.Module = c.model
+        self.ddp_model: nn.Module = c.ddp_model
+        self.augment = c.augment
+        self.micro_per_epoch, self.steps_per_epoch = c.micro_per_epoch, c.steps_per_epoch
+        self.total_steps = c.total_steps
+        self.monitor, self.monitor_mode = c.monitor, c.monitor_mode
+        self.state = TrainState(c)
+        takes = inspect.signature(self.model.forward).parameters
+        self._forward_kwargs = {"return_exits": True} if "return_exits" in takes else {}
+        self.resumed_from: Path | None = None
 
-        # --- optimisation
-        self.micro_per_epoch = len(self.data.train) // recipe.data.batch_size
-        self.steps_per_epoch = self.micro_per_epoch // tc.grad_accum
-        if self.steps_per_epoch == 0:
-            raise ValueError(
-                f"train.grad_accum {tc.grad_accum} leaves no optimizer step in an epoch of "
-                f"{self.micro_per_epoch} batches."
-            )
-        self.total_steps = tc.steps or tc.epochs * self.steps_per_epoch  # type: ignore[operator]
-        self.optimizer = build_optimizer(self.model, recipe.optimizer)
-        self._params = [p for p in self.model.parameters() if p.requires_grad]
-        self.scheduler = build_scheduler(self.optimizer, recipe.schedule, self.total_steps)
-        self.scaler = torch.amp.GradScaler("cuda", enabled=tc.precision == "fp16")
-        self.monitor, self.monitor_mode = monitor_spec(recipe, self.objective)
-        known = self.objective.metric_names
-        if self.monitor not in known and not self.monitor.startswith("dice_class"):
-            raise ValueError(
-                f"train.monitor {self.monitor!r} is not a validation metric of a "
-                f"{self.data.task} run; available: {', '.join(known)}."
-            )
-
-        # --- loop state (all of it goes into checkpoints)
-        self.step = 0
-        self.epoch = 0
-        self.micro_in_epoch = 0
-        self.best: float | None = None
-        self.best_step: int | None = None
-        self.bad_evals = 0
-        self.skipped_steps = 0
-        self.overflow_steps = 0  # fp16 steps the grad scaler skipped (Inf/NaN at the scale)
-        self.train_meter = MetricAccumulator()
-        self.window_meter = MetricAccumulator()
         self._pending: list[dict[str, Any]] = []  # per-step stats not yet summed (cheap append)
-        self.grad_stats = GradNormStats()
         self._stop_signal: int | None = None
+        self._epoch_cache: tuple[int, Tensor] | None = None
+        self._steps_this_call = 0
+        self._window_t0, self._window_samples = time.perf_counter(), 0
+        self._progress_info = ""
+        self._last_step_ctx: StepContext | None = None
         if resume:
             self._restore()
 
-    # ------------------------------------------------------------------ setup helpers
+    # ------------------------------------------------------------------ views of the parts
+
+    optimizer = _component_field("optimizer", "The optimizer (model and terms' parameters).")
+    scheduler = _component_field("scheduler", "The LR schedule, stepped once per step.")
+    scaler = _component_field("scaler", "The grad scaler (enabled for fp16).")
+    ema = _component_field("ema", "The EMA copy of the model, or None.")
+
+    @property
+    def train_meter(self):
+        return self.state.train_meter
+
+    @property
+    def window_meter(self):
+        return self.state.window_meter
+
+    @property
+    def grad_stats(self):
+        return self.state.grad_stats
+
+    @property
+    def loop(self) -> LoopState:
+        return self.state.loop
 
     def build_model(self) -> nn.Module:
         """A fresh model of the recipe, sized from the data, on the trainer's device."""
-        name = self.recipe.model.name
-        kwargs = model_kwargs_for(name, self.data, self.recipe.model.kwargs)
-        return create_model(name, **kwargs).to(self.device)
-
-    def _build_augment(self) -> Callable[[Tensor, Tensor], tuple[Tensor, Tensor]] | None:
-        cfg = self.recipe.data.augment
-        if not cfg.enabled:
-            return None
-        from dltricks.data.augment import build_augment
-
-        return build_augment(
-            cfg, self.data.spatial_dims, self.data.task, num_classes=self.data.num_classes
-        )
+        return build_model(self.recipe, self.data, self.device)
 
     def _autocast(self):
-        p = self.recipe.train.precision
-        if p == "fp32":
-            return contextlib.nullcontext()
-        dtype = torch.bfloat16 if p == "bf16" else torch.float16
-        return torch.autocast(self.device.type, dtype=dtype)
+        return self.components.autocast()
 
     # ------------------------------------------------------------------ state
 
     def state_dict(self) -> dict[str, Any]:
         """Everything but the weights, as tensors and plain values (weights_only-loadable)."""
         self._fold_pending()
-        state: dict[str, Any] = {
-            "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict(),
-            "scaler": self.scaler.state_dict(),
-            "rng_cpu": torch.get_rng_state(),
-            "loop": {
-                "step": self.step,
-                "epoch": self.epoch,
-                "micro_in_epoch": self.micro_in_epoch,
-                "best": self.best,
-                "best_step": self.best_step,
-                "bad_evals": self.bad_evals,
-                "skipped_steps": self.skipped_steps,
-                "overflow_steps": self.overflow_steps,
-            },
-            "train_meter": self.train_meter.state_dict(),
-            "window_meter": self.window_meter.state_dict(),
-            "grad_stats": self.grad_stats.state_dict(),
-        }
-        if self.ema is not None:  # the EMA file holds the averaged weights; this, their count
-            state["ema_n_averaged"] = self.ema.n_averaged.detach().cpu().clone()
-        if torch.cuda.is_available():
-            state["rng_cuda"] = torch.cuda.get_rng_state_all()
-        return state
+        return self.state.state_dict()
 
     def save_checkpoint(self, reason: str, metrics: dict[str, float] | None = None) -> Path | None:
         """Writes a checkpoint of the current step (rank 0) and prunes old ones."""
         path = None
+        state = self.state_dict()  # folds pending stats on every rank
         if self.dist.is_main:
             meta = {
                 "epoch": self.epoch,
@@ -328,7 +317,7 @@ class Trainer:
                 "recipe": self.recipe.name,
             }
             path = ckpt.save_checkpoint(
-                self.ckpt_dir, self.step, self.model, self.state_dict(), meta,
+                self.ckpt_dir, self.step, self.model, state, meta,
                 ema=self.ema.module if self.ema is not None else None,
             )
             protect = {self.best_step} if self.best_step is not None else set()
@@ -336,93 +325,163 @@ class Trainer:
         barrier(self.dist)
         return path
 
+    def _load_checkpoint(self, found: ckpt.Checkpoint) -> None:
+        state = found.load_state()  # CheckpointError: fall back to the previous checkpoint
+        try:
+            found.load_model(self.model)
+            if self.ema is not None:
+                found.load_model(self.ema.module, "ema.safetensors")
+            self.state.load_state_dict(state)
+        except (ckpt.CheckpointError, ValueError, KeyError) as exc:
+            msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
+            raise ResumeError(
+                f"The recipe no longer fits the checkpoint {found.path}: {msg}. Resume with the "
+                f"recipe the run was trained with (its recipe.yaml); only the length of the run "
+                f"and logging options may change."
+            ) from None
+
     def _restore(self) -> None:
-        found = ckpt.latest_valid(self.ckpt_dir)
-        if found is None:
+        got = ckpt.load_latest(self.ckpt_dir, self._load_checkpoint)
+        if got is None:
             raise ckpt.CheckpointError(f"No valid checkpoint to resume from in {self.ckpt_dir}.")
-        found.load_model(self.model)
-        state = found.load_state()
-        if self.ema is not None:
-            found.load_model(self.ema.module, "ema.safetensors")
-            self.ema.n_averaged.copy_(state["ema_n_averaged"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
-        self.scaler.load_state_dict(state["scaler"])
-        torch.set_rng_state(state["rng_cpu"])
-        if "rng_cuda" in state and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(state["rng_cuda"])
-        loop = state["loop"]
-        self.step, self.epoch = loop["step"], loop["epoch"]
-        self.micro_in_epoch = loop["micro_in_epoch"]
-        self.best, self.best_step = loop["best"], loop["best_step"]
-        self.bad_evals, self.skipped_steps = loop["bad_evals"], loop["skipped_steps"]
-        self.overflow_steps = loop.get("overflow_steps", 0)
-        self.train_meter.load_state_dict(state["train_meter"])
-        self.window_meter.load_state_dict(state["window_meter"])
-        self.grad_stats.load_state_dict(state["grad_stats"])
-        if self.log is not None:
-            dropped = self.log.truncate_after(self.step)
-            self.console.print(
-                f"Resumed from {found.path.name} (step {self.step}, epoch {self.epoch}); "
-                f"dropped {dropped} log records written after it."
-            )
+        found, _ = got
+        self.resumed_from = found.path
 
     # ------------------------------------------------------------------ evaluation
 
-    @torch.no_grad()
     def evaluate(self, split: str = "val", model: nn.Module | None = None) -> dict[str, float]:
         """Metrics of ``model`` (default: the EMA weights if on, else the model) on a split.
 
         Under DDP each process scores a shard and the sums are all-reduced.
         """
-        ds: ArrayDataset = self.data.split(split)
         model = model or (self.ema.module if self.ema is not None else self.model)
-        was_training = model.training
-        model.eval()
-        meter = MetricAccumulator()
         bs = self.recipe.data.eval_batch_size or self.recipe.data.batch_size
-        shard = torch.arange(len(ds))[self.dist.rank :: self.dist.world_size]
-        for idx in shard.split(bs):
-            x, y = ds.x[idx].to(self.device), ds.y[idx].to(self.device)
-            with self._autocast():
-                logits = model(x)
-            _, stats = self.objective(logits.float(), y)
-            meter.update_dict(stats)
-        if self.dist.enabled:
-            meter.from_vector(all_reduce_sum(meter.as_vector(), self.dist))
-        model.train(was_training)
-        return meter.compute()
+        return evaluate_model(model, self.data.split(split), self.objective, batch_size=bs,
+                              device=self.device, autocast=self.components.autocast,
+                              dist=self.dist)
 
-    # ------------------------------------------------------------------ the loop
+    # ------------------------------------------------------------------ the loop's pieces
+
+    def _epoch_indices(self) -> Tensor:
+        if self._epoch_cache is None or self._epoch_cache[0] != self.epoch:
+            batches = epoch_batches(len(self.data.train), self.recipe.data.batch_size,
+                                    self.recipe.seed, self.epoch)
+            self._epoch_cache = (self.epoch, batches)
+        return self._epoch_cache[1]
+
+    def _micro_batch(self, b: int) -> tuple[Tensor, Tensor]:
+        """Micro-batch ``b`` of the current epoch: this process's contiguous share."""
+        per_rank = self.recipe.data.batch_size // self.dist.world_size
+        lo = self.dist.rank * per_rank
+        idx = self._epoch_indices()[b, lo : lo + per_rank]
+        return self.data.train.x[idx], self.data.train.y[idx]
+
+    @property
+    def micro_used_per_epoch(self) -> int:
+        """Micro-batches of an epoch that take part in optimizer steps."""
+        return self.steps_per_epoch * self.recipe.train.grad_accum
 
     def _batches(self) -> Iterator[tuple[Tensor, Tensor]]:
         """Micro-batches from the current position to the end of the epoch (this rank's share)."""
-        train = self.data.train
-        batches = epoch_batches(len(train), self.recipe.data.batch_size, self.recipe.seed,
-                                self.epoch)
-        used = self.steps_per_epoch * self.recipe.train.grad_accum
-        per_rank = self.recipe.data.batch_size // self.dist.world_size
-        lo = self.dist.rank * per_rank
-        for b in range(self.micro_in_epoch, used):
-            idx = batches[b, lo : lo + per_rank]  # this process's contiguous share
-            yield train.x[idx], train.y[idx]
+        for b in range(self.micro_in_epoch, self.micro_used_per_epoch):
+            yield self._micro_batch(b)
 
-    def _add_auxiliary_loss(self, loss: Tensor, target: Tensor) -> Tensor:
-        """Adds ``model.auxiliary_loss(target, loss_fn)`` where the model defines it: a loss on
-        outputs other than the returned logits (intermediate early-exit heads), kept by the
-        model during its training forward and scored with this objective's loss. The logged
-        ``loss`` stays the task loss of the returned logits."""
-        aux = getattr(self.model, "auxiliary_loss", None)
-        if aux is None:
-            return loss
-        extra = aux(target, self.objective.loss)
-        return loss if extra is None else loss + extra
+    def _forward(self, x: Tensor) -> ModelOutput:
+        """The training forward; models with early exits return their exits' logits too."""
+        with self._autocast():
+            out = as_model_output(self.ddp_model(x, **self._forward_kwargs))
+        return ModelOutput(out.logits.float(), tuple(t.float() for t in out.exit_logits),
+                           out.exit_weights)
+
+    def _exit_loss(self, out: ModelOutput, target: Tensor) -> Tensor | None:
+        """``sum_i w_i * loss(exit_i logits, target)`` over the intermediate early exits the
+        model returned (BranchyNet / CALM joint training), or None."""
+        total = None
+        for w, logits in zip(out.exit_weights, out.exit_logits, strict=True):
+            if w:
+                term = w * self.objective.loss(logits, target)
+                total = term if total is None else total + term
+        return total
+
+    def _train_micro_batch(self) -> None:
+        """Forward and backward of the next micro-batch; an optimizer step after the last
+        micro-batch of an accumulation group."""
+        accum = self.recipe.train.grad_accum
+        micro = self.micro_in_epoch % accum
+        last_micro = micro == accum - 1
+        x, y = self._micro_batch(self.micro_in_epoch)
+        x, y = x.to(self.device), y.to(self.device)
+        if self.augment is not None:
+            x, y = self.augment(x, y)
+        sync = contextlib.nullcontext()
+        if self.dist.enabled and not last_micro:
+            sync = self.ddp_model.no_sync()
+        with sync:
+            out = self._forward(x)
+            loss, stats = self.objective(out.logits, y, detailed=False)
+            total = loss
+            exit_loss = self._exit_loss(out, y)
+            if exit_loss is not None:
+                total = total + exit_loss
+            if self.terms:
+                step_ctx = StepContext(
+                    model=self.model, ddp_model=self.ddp_model, x=x, y=y, outputs=out, loss=loss,
+                    step=self.step, total_steps=self.total_steps, epoch=self.epoch, micro=micro,
+                    device=self.device, objective=self.objective,
+                    streams=self.components.streams, autocast=self.components.autocast,
+                )
+                n = float(y.shape[0])
+                for bound in self.terms:
+                    for key, value in term_losses(bound, step_ctx):
+                        total = total + bound.weight * value
+                        stats[f"{key}_sum"] = value.detach().float() * n
+                self._last_step_ctx = step_ctx
+            self.scaler.scale(total / accum if accum > 1 else total).backward()
+        self._pending.append(stats)
+        self.micro_in_epoch += 1
+        self._window_samples += x.shape[0] * self.dist.world_size
+        if last_micro:
+            self._after_micro_steps()
+
+    def _after_micro_steps(self) -> None:
+        """The optimizer step and what follows it: hooks, logs, checkpoints, interruptions."""
+        tc = self.recipe.train
+        lr = self.optimizer.param_groups[0]["lr"]
+        self._optimizer_step()
+        self._steps_this_call += 1
+        if self._last_step_ctx is not None:
+            self._last_step_ctx.step = self.step
+            for bound in self.terms:
+                bound.term.on_step_end(self._last_step_ctx)
+            self._last_step_ctx = None
+        for cb in self.callbacks:
+            cb.on_step_end(self)
+        if self.step % tc.log_every_steps == 0 or self.step == self.total_steps:
+            rate = self._window_samples / max(time.perf_counter() - self._window_t0, 1e-9)
+            rec = self._log_train(lr, rate)
+            self._window_t0, self._window_samples = time.perf_counter(), 0
+            self._progress_info = (f"loss {rec.get('loss', float('nan')):.4f} lr {lr:.2e} "
+                                   f"{rate:,.0f} samples/s")
+        every = tc.checkpoint.every_steps
+        if every and self.step % every == 0:
+            self.save_checkpoint("every_steps")
+        if self._stop_signal is not None:
+            path = self.save_checkpoint(f"signal {self._stop_signal}")
+            raise TrainingInterrupted(self._stop_signal, path)
+        if self.max_steps_this_call and self._steps_this_call >= self.max_steps_this_call:
+            path = self.save_checkpoint("max_steps_this_call")
+            raise TrainingInterrupted(0, path)
 
     def _optimizer_step(self) -> None:
         tc = self.recipe.train
+        c = self.components
+        if self.dist.enabled and c.term_params:  # DDP syncs the model only, not the terms' modules
+            for p in c.term_params:
+                if p.grad is not None:
+                    all_reduce_sum(p.grad, self.dist).div_(self.dist.world_size)
         if self.scaler.is_enabled():
             self.scaler.unscale_(self.optimizer)
-        params = [p for p in self._params if p.grad is not None]
+        params = [p for p in c.params if p.grad is not None]
         norm, clipped = clip_gradients(params, tc.clip.mode, tc.clip.max)
         norm_value = float(norm)  # one host sync per step, needed for the NaN/Inf decision
         finite = math.isfinite(norm_value)
@@ -435,7 +494,6 @@ class Trainer:
                     f"or lower the learning rate / enable gradient clipping."
                 )
             self.skipped_steps += 1
-            self.optimizer.zero_grad(set_to_none=True)
         else:
             # the scaler skips fp16 steps with Inf gradients by itself and lowers its scale
             scale = self.scaler.get_scale() if self.scaler.is_enabled() else None
@@ -468,20 +526,105 @@ class Trainer:
             for s, h in old.items():
                 signal.signal(s, h)
 
+    # ------------------------------------------------------------------ run folder
+
+    @contextlib.contextmanager
+    def _run_folder(self):
+        """Locks the run folder (rank 0) for the duration of :meth:`fit` and prepares it."""
+        if self.readonly:
+            raise ValueError("A readonly Trainer cannot fit; it writes nothing into its folder.")
+        if self.dist.is_main:
+            make_dir(self.run_dir, "run folder")
+            self._lock = RunLock(self.run_dir)
+            self._lock.acquire()
+        try:
+            if self.dist.is_main:
+                # checked again under the lock: another process may have trained here meanwhile
+                check_run_folder(self.run_dir, resume=self.resume, overwrite=self.overwrite)
+                if self.overwrite:
+                    clear_run_folder(self.run_dir)
+            barrier(self.dist)
+            yield
+        finally:
+            if self._lock is not None:
+                self._lock.release()
+                self._lock = None
+
+    def _finished_summary(self) -> dict[str, Any] | None:
+        """The stored summary of a resumed run that had already finished, else None."""
+        path = self.run_dir / "summary.json"
+        if not (self.resume and path.is_file()):
+            return None
+        try:
+            summary = json.loads(path.read_text())
+        except (OSError, ValueError):
+            return None
+        done = self.step >= self.total_steps or self.loop.stopped_early
+        if summary.get("steps") == self.step and done:
+            return summary
+        return None
+
+    def _open_log(self) -> None:
+        if not self.dist.is_main:
+            return
+        if self.resume:
+            self.log = MetricsLog(self.run_dir, self.tensorboard, purge_step=self.step)
+            dropped = self.log.truncate_after(self.step)
+            (self.run_dir / "summary.json").unlink(missing_ok=True)  # the run goes on
+            name = self.resumed_from.name if self.resumed_from else "checkpoint"
+            self.console.print(f"Resumed from {name} (step {self.step}, epoch {self.epoch}); "
+                               f"dropped {dropped} log records written after it.")
+        else:
+            self.log = MetricsLog(self.run_dir, self.tensorboard)
+        atomic_write_text(self.run_dir / "recipe.yaml", self.recipe.to_yaml())
+
+    # ------------------------------------------------------------------ fit
+
     def fit(self) -> dict[str, Any]:
         """Trains to the end of the recipe (or early stopping) and returns the summary.
 
-        With ``train.deterministic`` PyTorch's deterministic algorithms are switched on for the
-        duration of the call and the previous setting is restored afterwards.
+        Locks the run folder, writes the resolved recipe, seeds the global RNG (or restores the
+        checkpoint's) and runs the loop. A resumed run that had already finished returns its
+        stored summary and writes nothing. With ``train.deterministic`` PyTorch's deterministic
+        algorithms are switched on for the duration of the call and the previous setting is
+        restored afterwards.
+
+        Raises:
+            RunFolderError: the folder is locked by another process or holds another run.
+            TrainingOutOfMemory: the device ran out of memory (the message suggests a smaller
+                ``data.batch_size``).
+            NonFiniteError, TrainingInterrupted: see their docstrings.
         """
-        previous = torch.are_deterministic_algorithms_enabled()
-        previous_warn = torch.is_deterministic_algorithms_warn_only_enabled()
-        if self.recipe.train.deterministic:
-            torch.use_deterministic_algorithms(True, warn_only=True)
-        try:
-            return self._fit()
-        finally:
-            torch.use_deterministic_algorithms(previous, warn_only=previous_warn)
+        with self._run_folder():
+            finished = self._finished_summary()
+            if finished is not None:
+                self.console.print(f"{self.run_dir} has already finished (step {self.step}); "
+                                   "nothing to do.")
+                return finished
+            self._open_log()
+            previous = torch.are_deterministic_algorithms_enabled()
+            previous_warn = torch.is_deterministic_algorithms_warn_only_enabled()
+            if self.recipe.train.deterministic:
+                torch.use_deterministic_algorithms(True, warn_only=True)
+            try:
+                self.state.apply_rng(self.recipe.seed)
+                return self._fit()
+            except (RuntimeError, MemoryError) as exc:
+                if not _is_oom(exc):
+                    raise
+                bs = self.recipe.data.batch_size
+                raise TrainingOutOfMemory(
+                    f"Out of memory on {self.device} at step {self.step + 1} with "
+                    f"data.batch_size={bs}; try a smaller batch, e.g. "
+                    f"data.batch_size={max(bs // 2, 1)} "
+                    f"(with train.grad_accum={2 * self.recipe.train.grad_accum} to keep the "
+                    f"effective batch), a smaller model, or train.precision=bf16."
+                ) from None
+            finally:
+                torch.use_deterministic_algorithms(previous, warn_only=previous_warn)
+                if self.log is not None:
+                    self.log.close()
+                    self.log = None
 
     def _fit(self) -> dict[str, Any]:
         from rich.progress import (
@@ -492,9 +635,10 @@ class Trainer:
             TimeRemainingColumn,
         )
 
-        tc = self.recipe.train
-        accum = tc.grad_accum
         self.ddp_model.train()
+        for bound in self.terms:
+            for m in bound.term.trainable_modules().values():
+                m.train()
         if self.ema is not None:
             self.ema.module.train()
         progress = Progress(
@@ -502,65 +646,22 @@ class Trainer:
             TimeRemainingColumn(), TextColumn("{task.fields[info]}"),
             console=self.console, disable=not self.progress, transient=False,
         )
-        stopped_early = False
-        steps_this_call = 0
-        t_window, n_window = time.perf_counter(), 0
+        self._steps_this_call = 0
+        self._window_t0, self._window_samples = time.perf_counter(), 0
+        self._progress_info = ""
         with self._catch_signals(), progress:
             task = progress.add_task(self.recipe.name, total=self.total_steps,
                                      completed=self.step, info="")
-            while self.step < self.total_steps and not stopped_early:
-                for micro, (x, y) in enumerate(self._batches()):
-                    x, y = x.to(self.device), y.to(self.device)
-                    if self.augment is not None:
-                        x, y = self.augment(x, y)
-                    last_micro = (micro + 1) % accum == 0
-                    sync = contextlib.nullcontext()
-                    if self.dist.enabled and not last_micro:
-                        sync = self.ddp_model.no_sync()
-                    with sync:
-                        with self._autocast():
-                            logits = self.ddp_model(x)
-                        loss, stats = self.objective(logits.float(), y, detailed=False)
-                        loss = self._add_auxiliary_loss(loss, y)
-                        self.scaler.scale(loss / accum if accum > 1 else loss).backward()
-                    self._pending.append(stats)
-                    self.micro_in_epoch += 1
-                    n_window += x.shape[0] * self.dist.world_size
-                    if not last_micro:
-                        continue
-                    lr = self.optimizer.param_groups[0]["lr"]
-                    self._optimizer_step()
-                    steps_this_call += 1
-                    for cb in self.callbacks:
-                        cb.on_step_end(self)
-                    if self.progress:
-                        progress.update(task, completed=self.step)
-                    if self.step % tc.log_every_steps == 0 or self.step == self.total_steps:
-                        rate = n_window / max(time.perf_counter() - t_window, 1e-9)
-                        rec = self._log_train(lr, rate)
-                        t_window, n_window = time.perf_counter(), 0
-                        progress.update(task, completed=self.step,
-                                        info=f"loss {rec['loss']:.4f} lr {lr:.2e} "
-                                        f"{rate:,.0f} samples/s")
-                    every = tc.checkpoint.every_steps
-                    if every and self.step % every == 0:
-                        self.save_checkpoint("every_steps")
-                    if self._stop_signal is not None:
-                        path = self.save_checkpoint(f"signal {self._stop_signal}")
-                        raise TrainingInterrupted(self._stop_signal, path)
-                    if self.max_steps_this_call and steps_this_call >= self.max_steps_this_call:
-                        path = self.save_checkpoint("max_steps_this_call")
-                        raise TrainingInterrupted(0, path)
-                    if self.step >= self.total_steps:
-                        break
-                else:  # the epoch ran to its end
-                    stopped_early = self._end_epoch()
-                    continue
-                break  # total steps reached inside the epoch
+            while self.step < self.total_steps and not self.loop.stopped_early:
+                if self.micro_in_epoch >= self.micro_used_per_epoch:
+                    self.loop.stopped_early = self._end_epoch()
+                else:
+                    self._train_micro_batch()
+                    progress.update(task, completed=self.step, info=self._progress_info)
             progress.update(task, completed=self.step)
         if self.step >= self.total_steps and self.micro_in_epoch:
             self._end_epoch(final=True)
-        return self._finish(stopped_early)
+        return self._finish(self.loop.stopped_early)
 
     def _fold_pending(self) -> None:
         """Adds the per-step statistics collected since the last fold to the window's sums."""
@@ -580,10 +681,19 @@ class Trainer:
                                                          self.dist))
         self.train_meter.merge(self.window_meter)
 
+    @staticmethod
+    def _term_metrics(sums: dict[str, Tensor]) -> dict[str, float]:
+        count = sums.get("loss_count")
+        if count is None or float(count) <= 0:
+            return {}
+        return {k[: -len("_sum")]: float(v) / float(count) for k, v in sorted(sums.items())
+                if k.startswith("term/") and k.endswith("_sum")}
+
     def _log_train(self, lr: float, rate: float) -> dict[str, Any]:
         self._flush_window()
         rec = {"split": "train", "step": self.step, "epoch": self.epoch, "lr": lr,
-               "samples_per_s": rate, **self.window_meter.compute()}
+               "samples_per_s": rate, **self.window_meter.compute(),
+               **self._term_metrics(self.window_meter.sums)}
         if len(self.grad_stats):
             rec["grad_norm"] = self.grad_stats.norms[-1]
         self.window_meter.reset()
@@ -602,7 +712,8 @@ class Trainer:
         if final or epoch_done % tc.eval_every_epochs == 0 or self.step >= self.total_steps:
             metrics = self.evaluate("val")
             if self.log is not None:
-                train_metrics = self.train_meter.compute()
+                train_metrics = {**self.train_meter.compute(),
+                                 **self._term_metrics(self.train_meter.sums)}
                 self.log.write({"split": "train_epoch", "step": self.step, "epoch": self.epoch,
                                 **train_metrics})
                 self.log.write({"split": "val", "step": self.step, "epoch": self.epoch,
@@ -611,6 +722,7 @@ class Trainer:
         self.train_meter.reset()
         self.epoch += 1
         self.micro_in_epoch = 0
+        self.loop.stopped_early = stop
         self.save_checkpoint("epoch_end", metrics)
         for cb in self.callbacks:
             cb.on_epoch_end(self, metrics)
@@ -619,8 +731,8 @@ class Trainer:
     def _update_best(self, metrics: dict[str, float]) -> bool:
         if self.monitor not in metrics:
             raise ValueError(
-                f"train.monitor {self.monitor!r} is not a validation metric; "
-                f"available: {', '.join(sorted(metrics))}."
+                f"train.monitor {self.monitor!r} is not among the validation metrics "
+                f"({', '.join(sorted(metrics)) or 'none: the validation split gave no scores'})."
             )
         value = metrics[self.monitor]
         delta = self.recipe.train.early_stopping.min_delta
@@ -639,7 +751,7 @@ class Trainer:
         best = last
         if self.best_step is not None and self.best_step != self.step:
             found = ckpt.verify(self.ckpt_dir / ckpt.checkpoint_name(self.best_step))
-            model = self.build_model()
+            model = copy.deepcopy(self.model)  # the same structure, terms' wrappers included
             found.load_model(model, "ema.safetensors" if self.ema is not None else
                              "model.safetensors")
             best = self.evaluate("test", model)
@@ -662,35 +774,24 @@ class Trainer:
         }
         if self.log is not None:
             self.log.write({"split": "test", "step": self.step, "epoch": self.epoch, **best})
-            self.log.close()
-            ckpt.atomic_write_text(self.run_dir / "summary.json", json.dumps(summary, indent=1))
+            atomic_write_text(self.run_dir / "summary.json", json.dumps(summary, indent=1))
         for cb in self.callbacks:
             cb.on_fit_end(self, summary)
         return summary
 
 
-def checkpoint_weights_file(run_dir: Path, which: str = "best") -> tuple[ckpt.Checkpoint, str]:
-    """The checkpoint to evaluate (``best`` or ``last``) and which weights file in it."""
-    run_dir = Path(run_dir)
-    found = ckpt.latest_valid(run_dir / "checkpoints")
-    if found is None:
-        raise ckpt.CheckpointError(f"No valid checkpoint in {run_dir / 'checkpoints'}.")
-    if which == "best":
-        state = found.load_state()
-        best_step = state["loop"]["best_step"]
-        if best_step is not None and best_step != found.step:
-            found = ckpt.verify(run_dir / "checkpoints" / ckpt.checkpoint_name(best_step))
-    elif which != "last":
-        raise ValueError(f"Unknown checkpoint {which!r}; use 'best' or 'last'.")
-    file = "ema.safetensors" if (found.path / "ema.safetensors").exists() else "model.safetensors"
-    return found, file
-
-
 __all__ = [
+    "LOWER_IS_BETTER",
     "Callback",
     "NonFiniteError",
+    "ResumeError",
+    "RunFolderError",
     "Trainer",
     "TrainingInterrupted",
+    "TrainingOutOfMemory",
     "checkpoint_weights_file",
     "epoch_batches",
+    "model_kwargs_for",
+    "monitor_spec",
+    "resolve_device",
 ]

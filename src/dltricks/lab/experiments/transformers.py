@@ -22,172 +22,27 @@ tested:
 * hybrid CNN + Transformer: Dosovitskiy et al. 2021 (hybrid ViT), Xiao et al. 2021 (early
   convolutions help ViTs optimise), Dai et al. 2021 (CoAtNet).
 
-The module registers two evaluators: ``loss_spikes`` (stability of the training curve, from the
-run's per-step losses) and ``attention_scaling`` (latency and peak memory of the trained model's
-forward at growing lengths). Their computations are plain functions (:func:`spike_stats`,
-:func:`scaling_costs`) so tests can check them on hand-made inputs.
+The experiments use two evaluators of :mod:`dltricks.lab.evaluators`: ``loss_spikes`` (stability
+of the training curve, from the run's per-step losses; :mod:`dltricks.analysis.stability`) and
+``attention_scaling`` (latency and peak memory of the trained model's forward at growing lengths;
+:mod:`dltricks.analysis.scaling`).
 """
 
 from __future__ import annotations
 
 import copy
-import math
-import statistics
-import time
-from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping
+from typing import Any
 
-import torch
-from torch import nn
-
-from dltricks.lab.evaluators import current_profile, register_evaluator
-from dltricks.lab.experiment import Arm, Budget, Claim, Experiment, register_experiment
-from dltricks.lab.experiments.training import budgets
-
-if TYPE_CHECKING:
-    from dltricks.train.trainer import Trainer
-
-# --------------------------------------------------------------------------- measurements
-
-SPIKE_WINDOW = 10
-SPIKE_FACTOR = 1.25
-
-
-def spike_stats(losses: Sequence[float | None], window: int = SPIKE_WINDOW,
-                factor: float = SPIKE_FACTOR) -> dict[str, float]:
-    """Stability of a per-step training-loss curve.
-
-    Args:
-        losses: the training loss of every step, in order (None/NaN/Inf for a step whose loss
-            was not finite).
-        window: steps of the trailing median a step is compared with.
-        factor: a step is a spike when its loss exceeds ``factor`` x that median.
-
-    Returns:
-        ``loss_spikes``: steps (after the first ``window``) whose loss is non-finite or above
-        ``factor`` x the median of the finite losses of the ``window`` steps before it;
-        ``max_loss_rise``: the largest excess of a finite step loss over the lowest loss seen
-        before it (nats; non-finite steps count as spikes, not here).
-    """
-    vals = [math.nan if v is None else float(v) for v in losses]
-    spikes = 0
-    for t in range(window, len(vals)):
-        prev = [v for v in vals[t - window:t] if math.isfinite(v)]
-        if not math.isfinite(vals[t]) or (prev and vals[t] > factor * statistics.median(prev)):
-            spikes += 1
-    rise, best = 0.0, math.inf
-    for v in filter(math.isfinite, vals):
-        rise, best = max(rise, v - best), min(best, v)
-    return {"loss_spikes": float(spikes), "max_loss_rise": rise}
-
-
-@register_evaluator("loss_spikes")
-def loss_spikes(trainer: Trainer) -> dict[str, float]:
-    """:func:`spike_stats` of the run's logged training losses (log every step to see spikes)."""
-    from dltricks.train.run import read_metrics
-
-    losses = [r.get("loss") for r in read_metrics(trainer.run_dir) if r.get("split") == "train"]
-    return spike_stats(losses)
-
-
-def _forward_ms(model: nn.Module, x: torch.Tensor) -> float:
-    t0 = time.perf_counter()
-    model(x)
-    return (time.perf_counter() - t0) * 1e3
-
-
-def scaling_costs(model: nn.Module, lengths: Sequence[int], input_for: Callable[[int], tuple],
-                  repeats: int = 10, budget_ms: float = 1000.0, memory: bool = True,
-                  baseline: nn.Module | None = None) -> dict[str, float | None]:
-    """Inference latency and peak memory of ``model`` at each token length.
-
-    Latency is the fastest of up to ``repeats`` forwards after one warm-up: as many as fit in
-    about ``budget_ms`` (at least one), so fast calls get more tries (on a shared machine noise
-    only adds time, and the minimum of more tries is steadier) and slow ones stay affordable.
-    With a ``baseline`` model, its forwards alternate with the model's on the same input and
-    the ratio of the two fastest times is reported too: load on a shared machine slows both
-    alike, so the ratio is far steadier than either time (the convention of ``benchmarks/``).
-
-    Args:
-        model: a trained model (copied to the CPU in fp32, eval mode; the original is untouched).
-        lengths: token counts to measure.
-        input_for: maps a token count to the input shape of the model, e.g.
-            ``lambda n: (1, 1, 2 * n)`` for signals cut into patches of 2.
-        repeats: most timed forwards per length.
-        budget_ms: time the timed forwards of one length may take, roughly.
-        memory: also measure the peak extra allocator memory of one forward.
-        baseline: a model to time against (e.g. the same network with dense attention).
-
-    Returns:
-        ``latency_ms_len<L>``, ``peak_mb_len<L>`` (with ``memory``) and
-        ``latency_ratio_len<L>`` (with ``baseline``: model time / baseline time) per length;
-        None where the model rejects the length (a ``ValueError``, e.g. Linformer past its
-        projection length).
-    """
-    from dltricks.analysis.complexity import measure_peak_memory
-
-    def prepare(m: nn.Module) -> nn.Module:
-        return copy.deepcopy(m).to("cpu").float().eval()
-
-    model = prepare(model)
-    base = None if baseline is None else prepare(baseline)
-    out: dict[str, float | None] = {}
-    for n in lengths:
-        shape = input_for(n)
-        x = torch.randn(shape)
-        keys = [f"latency_ms_len{n}"] + [f"peak_mb_len{n}"] * memory + [
-            f"latency_ratio_len{n}"] * (base is not None)
-        try:
-            times: list[float] = []
-            base_times: list[float] = []
-            with torch.inference_mode():
-                for m in (model, base):
-                    if m is not None:
-                        m(x)  # warm-up
-                rounds = repeats
-                while len(times) < rounds:
-                    times.append(_forward_ms(model, x))
-                    if base is not None:
-                        base_times.append(_forward_ms(base, x))
-                    if len(times) == 1:  # as many rounds as fit in the budget
-                        per_round = times[0] + (base_times[0] if base_times else 0.0)
-                        rounds = max(1, min(repeats, int(budget_ms / max(per_round, 1e-3))))
-            out[keys[0]] = min(times)
-            if base_times:
-                out[f"latency_ratio_len{n}"] = min(times) / min(base_times)
-            if memory:
-                out[f"peak_mb_len{n}"] = measure_peak_memory(model, shape) / 2**20
-        except ValueError:
-            out.update(dict.fromkeys(keys))
-    return out
-
-
-SCALING_LENGTHS = (128, 512, 2048)
-
-
-@register_evaluator("attention_scaling")
-def attention_scaling(trainer: Trainer) -> dict[str, float | None]:
-    """:func:`scaling_costs` of a trained signal classifier at 128, 512 and 2048 tokens.
-
-    The model must take float signals (B, C, L) cut into ``patch_size`` steps per token; a batch
-    of one random signal per length is timed, against the same network built with dense SDPA
-    attention (untrained: weights do not change the cost) for ``latency_ratio_len<L>``.
-    Smoke: one length (64), one timed forward.
-    """
-    from dltricks.models import create_model
-    from dltricks.train.trainer import model_kwargs_for
-
-    model, cfg = trainer.model, trainer.recipe.model
-    kwargs = model_kwargs_for(cfg.name, trainer.data, dict(cfg.kwargs))
-    kwargs.update(attention="sdpa", attn_kwargs=None)
-    dense = create_model(cfg.name, **kwargs)
-    patch = int(getattr(model, "patch_size", 1))
-    channels = int(trainer.data.input_shape[0])
-    smoke = current_profile() == "smoke"
-    return scaling_costs(model, (64,) if smoke else SCALING_LENGTHS,
-                         lambda n: (1, channels, patch * n), repeats=1 if smoke else 5,
-                         budget_ms=1000.0, baseline=dense)
-
+from dltricks.lab.evaluators import SCALING_LENGTHS
+from dltricks.lab.experiment import (
+    Arm,
+    Budget,
+    Claim,
+    Experiment,
+    budgets,
+    register_experiment,
+)
 
 # --------------------------------------------------------------------------- recipes
 
@@ -196,7 +51,7 @@ COPY_DATA = {"seq_len": COPY_LEN, "n_memorize": 4, "vocab_size": 8, "n_samples":
 
 
 def copy_budgets(steps: int) -> dict[str, Budget]:
-    """:func:`~dltricks.lab.experiments.training.budgets` with 120 sequences in smoke."""
+    """:func:`~dltricks.lab.experiment.budgets` with 120 sequences in smoke."""
     return {**budgets(steps), "smoke": Budget(seeds=1, steps=3, data_kwargs={"n_samples": 120})}
 
 
@@ -265,12 +120,16 @@ register_experiment(Experiment(
             Claim("warmup", "cosine", "max_loss_rise", "lower", primary=False),
             Claim("warmup", "constant", "max_loss_rise", "lower", primary=False)),
     budgets=copy_budgets(150),
+    lr_grid=(1e-2, 3e-2),
+    lr_select="val_token_accuracy",
     evaluators=("loss_spikes",),
     plots=("curves", "bars", "bars:loss_spikes"),
     divergence_ok=True,
     notes="The training-suite experiment 'warmup' tests the same tip on an MLP; this one on the "
           "architecture the guide names. A NaN/Inf step would be skipped and counted in "
-          "'diverged'.",
+          "'diverged'. Fair arms: each schedule runs at peak lr 0.01 and 0.03 and keeps the "
+          "one with the better validation token accuracy (earlier versions compared all arms "
+          "at 0.03 only).",
 ))
 
 # --------------------------------------------------------------------------- pre-LN vs post-LN
@@ -305,11 +164,15 @@ register_experiment(Experiment(
             Claim("pre12", "post12", "test_token_accuracy", "higher", primary=False),
             Claim("pre12", "post12", "max_loss_rise", "lower", primary=False)),
     budgets=copy_budgets(60),
+    lr_grid=(1e-3, 3e-3),
+    lr_select="val_token_accuracy",
     evaluators=("loss_spikes",),
     plots=("curves", "bars", "bars:max_loss_rise"),
     divergence_ok=True,
     notes="Xiong et al. 2020 show post-LN's gradients near the output are large at "
-          "initialisation, so it needs warmup; the 12-layer runs cost most of this experiment.",
+          "initialisation, so it needs warmup; the 12-layer runs cost most of this experiment. "
+          "Fair arms: each arm runs at lr 1e-3 and 3e-3 and keeps the better one on validation "
+          "token accuracy.",
 ))
 
 # --------------------------------------------------------------------------- positions
@@ -390,10 +253,14 @@ register_experiment(Experiment(
           "data": {"name": "mnist1d", "batch_size": 32, "eval_batch_size": 400},
           "optimizer": {"name": "adamw", "lr": 3e-3, "weight_decay": 0.0}},
     arms=tuple(_arm(n, _model(**kw), label, warmup=0.1) for n, kw, label in _EFF),
-    claims=(Claim("local", "sdpa", "latency_ratio_len2048", "lower"),
-            Claim("longformer", "sdpa", "latency_ratio_len2048", "lower"),
-            Claim("linformer", "sdpa", "latency_ratio_len2048", "lower"),
-            Claim("sdpa", "reference", "peak_mb_len2048", "lower"),
+    claims=(Claim("local", "sdpa", "latency_ratio_len2048", "lower",
+                  tips=("tf-efficient-attention", "vs-tf-mitigations")),
+            Claim("longformer", "sdpa", "latency_ratio_len2048", "lower",
+                  tips=("tf-efficient-attention", "vs-tf-mitigations")),
+            Claim("linformer", "sdpa", "latency_ratio_len2048", "lower",
+                  tips=("tf-efficient-attention", "vs-tf-mitigations")),
+            Claim("sdpa", "reference", "peak_mb_len2048", "lower",
+                  tips=("vs-tf-mitigations", "tf-sequence-length")),
             Claim("sdpa", "reference", "latency_ratio_len2048", "lower", primary=False),
             Claim("local", "sdpa", "latency_ms_len2048", "lower", primary=False),
             Claim("local", "sdpa", "peak_mb_len2048", "lower", primary=False),
@@ -440,8 +307,11 @@ register_experiment(Experiment(
             Claim("p0.3", "none", "test_loss", "lower", primary=False),
             Claim("p0.3", "none", "test_accuracy", "higher", primary=False)),
     budgets=budgets(200),
+    lr_grid=(1e-3, 3e-3),
     notes="Validation is scored only at the end (eval_every_epochs=1000): with 180 images an "
-          "epoch is 5 steps and per-epoch evaluation would cost more than training.",
+          "epoch is 5 steps and per-epoch evaluation would cost more than training. Fair arms: "
+          "each dropout rate runs at lr 1e-3 and 3e-3 and keeps the better one on validation "
+          "accuracy.",
 ))
 
 # --------------------------------------------------------------------------- hybrid
@@ -470,8 +340,9 @@ register_experiment(Experiment(
                                     "kwargs": {"channels": [16, 32], "dim": 32, "depth": 1,
                                                "num_heads": 4}}},
                "CNN stem + Transformer", warmup=0.1)),
-    claims=(Claim("hybrid", "vit", "test_accuracy", "higher"),
-            Claim("hybrid", "cnn", "test_accuracy", "higher"),
+    claims=(Claim("hybrid", "vit", "test_accuracy", "higher", tips=("tf-hybrid-cnn",)),
+            Claim("hybrid", "cnn", "test_accuracy", "higher",
+                  tips=("tf-hybrid-cnn", "attention-improves")),
             Claim("hybrid", "vit", "test_loss", "lower", primary=False),
             Claim("hybrid", "cnn", "test_loss", "lower", primary=False),
             Claim("hybrid", "vit", "mean_train_loss", "lower", primary=False),

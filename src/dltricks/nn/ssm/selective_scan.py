@@ -5,7 +5,8 @@ A drop-in for mamba-ssm's ``selective_scan_fn`` (same arguments and semantics, s
 
 - ``"cuda"``: mamba-ssm's CUDA kernel, when the package is installed and the tensors are on a GPU;
 - ``"cpu"``: the fused numba kernel of :mod:`dltricks.nn.ssm.cpu_scan` with its own backward
-  (CPU tensors, numba installed);
+  (CPU tensors, numba installed), D skip and gate included; it runs on torch's thread count
+  (``torch.get_num_threads()``), so a process that set one thread scans on one thread;
 - ``"ref"``: the plain PyTorch loop (always available; any device).
 
 ``backend="auto"`` takes the first that applies. Inputs in bf16/fp16 are computed in float32 and
@@ -14,19 +15,11 @@ the output is cast back, as the reference does.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
-
 import torch
 from torch import Tensor
 
 from dltricks.nn.ssm import cpu_scan
-from dltricks.nn.ssm.reference import (
-    check_inputs,
-    finish_output,
-    prepare_delta,
-    selective_scan_ref,
-)
+from dltricks.nn.ssm.reference import check_inputs, prepare_delta, selective_scan_ref
 
 BACKENDS = ("auto", "cuda", "cpu", "ref")
 
@@ -39,44 +32,32 @@ def _mamba_ssm_fn():
     return selective_scan_fn
 
 
-@contextmanager
-def _torch_thread_count() -> Iterator[None]:
-    """Run the numba kernel on torch's thread count, and leave torch's count as it was.
-
-    numba's OpenMP threading layer sets the calling thread's OpenMP team size to numba's own
-    count at every parallel launch, and torch reads that same setting: without this, a user's
-    ``torch.set_num_threads(1)`` silently became the machine's core count after the first scan.
-    """
-    n = torch.get_num_threads()
-    cpu_scan.set_threads(n)
-    try:
-        yield
-    finally:
-        if torch.get_num_threads() != n:
-            torch.set_num_threads(n)
-
-
 class _CPUScan(torch.autograd.Function):
-    """y = scan(u, Δ, A, B, C) on the CPU, float32; B and C as (B, G, L, N)."""
+    """out = (scan(u, Δ, A, B, C) + D u) · silu(z) on the CPU, float32, in the kernel's layout:
+    u, Δ, z and out (B, L, D), A transposed (N, D), B and C (B, G, L, N), all contiguous; D
+    and z may be None."""
 
     @staticmethod
-    def forward(ctx, u, dt, A, Bt, Ct, chunk):
-        arrays = [t.detach().contiguous().numpy() for t in (u, dt, A, Bt, Ct)]
-        with _torch_thread_count():
-            y, ckpt = cpu_scan.forward(*arrays, chunk=chunk)
+    def forward(ctx, u, dt, At, Bm, Cm, D, z, chunk):
+        threads = torch.get_num_threads()  # a worker's set_num_threads(1) holds for the scan
+        arrays = [None if t is None else t.detach().numpy() for t in (u, dt, At, Bm, Cm, D, z)]
+        out, y, ckpt = cpu_scan.forward(*arrays, chunk=chunk, threads=threads)
         ckpt_t = torch.from_numpy(ckpt)
-        ctx.save_for_backward(u, dt, A, Bt, Ct, ckpt_t)
+        ctx.save_for_backward(u, dt, At, Bm, Cm, D, z, ckpt_t, torch.from_numpy(y))
         ctx.chunk = chunk
         ctx.mark_non_differentiable(ckpt_t)
-        return torch.from_numpy(y), ckpt_t
+        return torch.from_numpy(out), ckpt_t
 
     @staticmethod
-    def backward(ctx, gy, _gckpt):
-        u, dt, A, Bt, Ct, ckpt = ctx.saved_tensors
-        arrays = [t.detach().contiguous().numpy() for t in (u, dt, A, Bt, Ct, ckpt)]
-        with _torch_thread_count():
-            grads = cpu_scan.backward(*arrays, gy.contiguous().float().numpy(), chunk=ctx.chunk)
-        return (*(torch.from_numpy(g) for g in grads), None)
+    def backward(ctx, gout, _gckpt):
+        u, dt, At, Bm, Cm, D, z, ckpt, y = (None if t is None else t.detach().numpy()
+                                            for t in ctx.saved_tensors)
+        du, ddt, dAt, dBm, dCm, dD, dz = cpu_scan.backward(
+            u, dt, At, Bm, Cm, ckpt, y, gout.float().contiguous().numpy(), D, z,
+            chunk=ctx.chunk, threads=torch.get_num_threads())
+        grads = [du, ddt, dAt, dBm, dCm, dD, dz]
+        return (*(torch.from_numpy(g) if g is not None and need else None
+                  for g, need in zip(grads, ctx.needs_input_grad, strict=False)), None)
 
 
 def selective_scan(
@@ -121,13 +102,23 @@ def selective_scan(
         return selective_scan_ref(u, delta, A, B, C, D, z, delta_bias, delta_softplus,
                                   return_last_state)
     Bg, Cg = check_inputs(u, delta, A, B, C)
+    # the kernel reads D and z unchecked: a wrong shape must be an error here
+    if D is not None and tuple(D.shape) != (u.shape[1],):
+        raise ValueError(f"D must be (d_inner={u.shape[1]},), got {tuple(D.shape)}.")
+    if z is not None and z.shape != u.shape:
+        raise ValueError(f"z must have u's shape {tuple(u.shape)}, got {tuple(z.shape)}.")
     dtype = u.dtype
     u32 = u.float()
     dt = prepare_delta(delta.float(), None if delta_bias is None else delta_bias.float(),
                        delta_softplus)
-    Bt = Bg.float().transpose(-1, -2)  # (B, G, L, N): the kernel reads N contiguously
-    Ct = Cg.float().transpose(-1, -2)
-    y, ckpt = _CPUScan.apply(u32, dt, A.float(), Bt, Ct, chunk)
-    out = finish_output(y, u32, None if D is None else D.float(),
-                        None if z is None else z.float()).to(dtype)
-    return (out, ckpt[:, :, -1]) if return_last_state else out
+    # the kernel's layout, (B, L, D): a Mamba block's projections already produce it, so for
+    # them these are views, not copies
+    ul = u32.transpose(1, 2).contiguous()
+    dtl = dt.transpose(1, 2).contiguous()
+    zl = None if z is None else z.float().transpose(1, 2).contiguous()
+    Bm = Bg.float().transpose(-1, -2).contiguous()  # (B, G, L, N): N contiguous
+    Cm = Cg.float().transpose(-1, -2).contiguous()
+    out, ckpt = _CPUScan.apply(ul, dtl, A.float().t().contiguous(), Bm, Cm,
+                               None if D is None else D.float().contiguous(), zl, chunk)
+    out = out.transpose(1, 2).to(dtype)
+    return (out, ckpt[:, -1].transpose(1, 2)) if return_last_state else out

@@ -1,4 +1,4 @@
-"""Model families compared by ``dltricks compare``, built at matched parameter counts.
+"""Model families compared by the lab and ``dltricks compare``, built at matched parameter counts.
 
 Every family gets the same width (d_model) and depth; the Transformer's feed-forward width
 (``mlp_ratio``) is then solved so its parameter count equals the Mamba model's (within one
@@ -110,7 +110,7 @@ def count_params(model_name: str, kwargs: dict[str, Any]) -> int:
 def _count(model_name: str, kwargs_json: str) -> int:
     import json
 
-    from dltricks.models import create_model
+    from dltricks.models.registry import create_model
 
     model = create_model(model_name, **json.loads(kwargs_json))
     return sum(p.numel() for p in model.parameters())

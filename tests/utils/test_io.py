@@ -1,0 +1,51 @@
+import json
+import threading
+
+import pytest
+
+from dltricks.utils.io import TMP_PREFIX, atomic_write_bytes, atomic_write_json, atomic_write_text
+
+
+def test_text_replaces_content_and_leaves_no_temp(tmp_path):
+    f = tmp_path / "a.txt"
+    atomic_write_text(f, "one")
+    atomic_write_text(f, "twö")
+    assert f.read_text(encoding="utf-8") == "twö"
+    assert [p.name for p in tmp_path.iterdir()] == ["a.txt"]
+
+
+def test_bytes_and_json_round_trip(tmp_path):
+    atomic_write_bytes(tmp_path / "b.bin", b"\x00\xff")
+    assert (tmp_path / "b.bin").read_bytes() == b"\x00\xff"
+    atomic_write_json(tmp_path / "c.json", {"x": [1, 2.5], "p": tmp_path})
+    assert json.loads((tmp_path / "c.json").read_text()) == {"x": [1, 2.5], "p": str(tmp_path)}
+
+
+def test_failed_write_keeps_previous_content_and_removes_temp(tmp_path):
+    f = tmp_path / "c.json"
+    atomic_write_json(f, {"ok": 1})
+    with pytest.raises(TypeError):
+        atomic_write_json(f, {"bad": object()}, default=None)
+    assert json.loads(f.read_text()) == {"ok": 1}
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(TMP_PREFIX)]
+
+
+def test_concurrent_writers_never_tear_the_file(tmp_path):
+    f = tmp_path / "shared.txt"
+    texts = [str(i) * 20000 for i in range(8)]
+    threads = [threading.Thread(target=atomic_write_text, args=(f, t)) for t in texts]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert f.read_text() in texts  # whole content of one writer, not a mix
+    assert [p.name for p in tmp_path.iterdir()] == ["shared.txt"]
+
+
+def test_bad_arguments_name_the_problem(tmp_path):
+    with pytest.raises(ValueError, match="needs a str"):
+        atomic_write_text(tmp_path / "x", b"bytes")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="needs bytes"):
+        atomic_write_bytes(tmp_path / "x", "text")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="does not exist"):
+        atomic_write_text(tmp_path / "missing" / "x", "t")
