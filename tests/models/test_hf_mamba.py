@@ -25,10 +25,11 @@ def _hf_model(**kw):
     return transformers.MambaForCausalLM(transformers.MambaConfig(**cfg)).eval()
 
 
-def test_reexport_from_mamba_module_still_works():
-    from dltricks.models.mamba import load_hf_mamba as again
+def test_loader_and_exporter_are_exported_from_dltricks_models():
+    from dltricks.models import export_hf_mamba as exp_again
+    from dltricks.models import load_hf_mamba as again
 
-    assert again is load_hf_mamba
+    assert again is load_hf_mamba and exp_again.__module__ == "dltricks.models.hf_mamba"
 
 
 @pytest.mark.parametrize("kw", [{}, {"use_bias": True, "tie_word_embeddings": False,

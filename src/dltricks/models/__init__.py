@@ -18,6 +18,7 @@ from dltricks.models import (  # noqa: F401  (registers the models)
     transformer,
     unet,
 )
+from dltricks.models.hf_mamba import export_hf_mamba, load_hf_mamba
 from dltricks.models.registry import create_model, list_models, register_model
 
-__all__ = ["create_model", "list_models", "register_model"]
+__all__ = ["create_model", "export_hf_mamba", "list_models", "load_hf_mamba", "register_model"]

@@ -549,11 +549,3 @@ mamba_hybrid_classifier = _register_variant(
     example=dict(kwargs=dict(in_channels=1, num_classes=10, dim=16, n_layers=2, attn_every=1,
                              num_heads=2), input=(2, 1, 40), dtype="float", output=(2, 10)))
 
-
-def __getattr__(name: str) -> object:
-    # load_hf_mamba lives in dltricks.models.hf_mamba; resolved lazily to avoid an import cycle.
-    if name == "load_hf_mamba":
-        from dltricks.models.hf_mamba import load_hf_mamba
-
-        return load_hf_mamba
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
