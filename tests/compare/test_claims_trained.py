@@ -15,8 +15,7 @@ def _comp(treatment, baseline, metric, verdict, primary=True, mt=0.9, mb=0.5):
 
 def _result(solved: dict, comps: list, cap: int = 2000, threshold: float = 0.95,
             premises_met: bool | None = None) -> dict:
-    arms = {arm: {"label": arm, "metrics": {"solved": {"values": v,
-                                                        "mean": sum(v) / len(v)}}}
+    arms = {arm: {"label": arm, "metrics": {"solved": {"values": v}}}
             for arm, v in solved.items()}
     return {"analysis": {"verdict": "supported", "comparisons": comps, "arms": arms,
                          "premises_met": premises_met},
@@ -126,3 +125,10 @@ def test_target_summary_counts_seeds_solved_and_keeps_failures_at_the_cap():
     assert r["steps_to_target"]["mean"] == pytest.approx(1100 / 3)  # the cap counted
     assert r["steps_to_target"]["sd"] == pytest.approx(208.1666, rel=1e-4)
     assert r["val_at_equal_compute"]["mean"] is None
+
+
+def test_partial_results_count_only_the_seeds_that_ran():
+    # 8 seeds configured, 3 finished: 2 of the 3 solved -> learned
+    r = _result({"mamba": [1.0, 1.0, 0.0, None, None, None, None, None]}, [])
+    assert learned(r, "mamba") is True
+    assert not_learned_text(r, "mamba").endswith("(2/3 seeds reached 0.95)")

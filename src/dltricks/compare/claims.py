@@ -194,16 +194,16 @@ def learned(result: Mapping[str, Any], arm: str) -> bool | None:
     premise, mean of ``solved`` > 0.5). None when the experiment has no target (an old result):
     then the experiment's own premises decide."""
     st = _arm_metric(result, arm, "solved")
-    if not st or not st.get("values"):
+    vals = [v for v in (st or {}).get("values") or [] if v is not None]  # seeds that ran
+    if not vals:
         return None
-    vals = [v for v in st["values"] if v is not None]
-    return bool(vals) and sum(vals) / len(st["values"]) > 0.5
+    return sum(vals) / len(vals) > 0.5
 
 
 def not_learned_text(result: Mapping[str, Any], arm: str) -> str:
     """``"mamba: not learned within 1500 steps (1/3 seeds reached 0.95)"``."""
     st = _arm_metric(result, arm, "solved") or {}
-    vals = st.get("values") or []
+    vals = [v for v in st.get("values") or [] if v is not None]
     cap = step_cap(result)
     thr = (result.get("target") or (result.get("config") or {}).get("target") or {}
            ).get("threshold")
@@ -211,6 +211,16 @@ def not_learned_text(result: Mapping[str, Any], arm: str) -> str:
     return (f"{arm}: not learned within {cap if cap else 'N'} steps ({solved}/{len(vals)} seeds "
             f"reached {thr:g})" if thr is not None else
             f"{arm}: not learned within {cap if cap else 'N'} steps")
+
+
+def learned_text(result: Mapping[str, Any], arm: str) -> str:
+    """``"mamba: learned (5/5 seeds, 466 steps to the threshold on average)"``."""
+    vals = [v for v in (_arm_metric(result, arm, "solved") or {}).get("values") or []
+            if v is not None]
+    steps = [v for v in (_arm_metric(result, arm, "steps_to_target") or {}).get("values") or []
+             if v is not None]
+    mean = f", {sum(steps) / len(steps):.0f} steps to the threshold on average" if steps else ""
+    return f"{arm}: learned ({sum(1 for v in vals if v == 1.0)}/{len(vals)} seeds{mean})"
 
 
 def gate(result: Mapping[str, Any], comp: Mapping[str, Any]) -> str:
@@ -257,6 +267,8 @@ def _lab(exp_id: str, label: str, treatment: str = "transformer", baseline: str 
         if all(v == PREMISE_NOT_MET for v in votes):
             why = [not_learned_text(r, arm) for arm in (treatment, baseline)
                    if learned(r, arm) is False] or ["the experiment's premises failed"]
+            why += [learned_text(r, arm) for arm in (treatment, baseline)
+                    if learned(r, arm) is True]
             return votes, f"{label}: {'; '.join(why)} (premise not met)"
         return votes, f"{label}: " + "; ".join(_comparison_text(r, c, v)
                                                for c, v in zip(comps, votes, strict=True))
@@ -438,4 +450,4 @@ def evaluate_claims(sections: Mapping[str, Any]) -> list[dict[str, Any]]:
 
 
 __all__ = ["CLAIMS", "MARGIN", "NOT_MEASURED", "PREMISE_NOT_MET", "GuideClaim", "coverage",
-           "evaluate_claims", "gate", "learned", "not_learned_text", "step_cap"]
+           "evaluate_claims", "gate", "learned", "learned_text", "not_learned_text", "step_cap"]

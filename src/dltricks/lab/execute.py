@@ -137,7 +137,7 @@ def execute(task: UnitTask, run_dir: str | None = None) -> dict[str, Any]:
     if _CACHE is None:
         _CACHE = DataCache()
     exp = pickle.loads(task.exp_blob) if task.exp_blob else get_experiment(task.exp_id)
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     try:
         with torch_threads(task.threads):
             res = run_unit(exp, task.arm, task.seed, task.profile,
@@ -146,6 +146,8 @@ def execute(task: UnitTask, run_dir: str | None = None) -> dict[str, Any]:
         res = {"arm": task.arm, "seed": task.seed, "status": "error",
                "error": f"{type(err).__name__}: {err}", "traceback": traceback.format_exc(),
                "seconds": time.perf_counter() - t0}
+    # CPU seconds of this process: the unit's cost, whatever else keeps the machine busy
+    res["cpu_seconds"] = time.process_time() - c0
     res["load1"] = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     res["worker"] = os.getpid()
     return res

@@ -303,13 +303,14 @@ class _Display:
         if record.get("status") != "ok":
             # every failure's reason, not just "error"
             self.console.print(f"  [red]failed[/red] {name}: {record.get('error', '?')}",
-                               highlight=False)
+                               highlight=False, soft_wrap=True)
         if self.plain:
             elapsed = time.perf_counter() - self.t0
             eta = elapsed / self.done * (self.total - self.done)
             self.console.print(f"[{self.done:>4}/{self.total}] {name} "
                                f"{record.get('status')} {record.get('seconds', 0.0):.1f}s "
-                               f"elapsed {elapsed:.0f}s ETA {eta:.0f}s", highlight=False)
+                               f"elapsed {elapsed:.0f}s ETA {eta:.0f}s", highlight=False,
+                               soft_wrap=True)
 
     def experiment(self, run: _ExperimentRun, result: Mapping[str, Any]) -> None:
         self.console.print(f"  {run.exp.id}: {result['analysis']['verdict']}", highlight=False)

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import math
 import os
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -394,7 +395,11 @@ def peft_lora(model: MiniLMClassifier, rank: int = 8, alpha: float = 16.0,
 
     cfg = LoraConfig(r=rank, lora_alpha=alpha, lora_dropout=dropout,
                      target_modules=list(targets), bias="none")
-    model.encoder = get_peft_model(model.encoder, cfg)
+    with warnings.catch_warnings():
+        # PEFT calls a transformers property that transformers 5 deprecates; nothing to act on
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*",
+                                category=FutureWarning)
+        model.encoder = get_peft_model(model.encoder, cfg)
     model.head.requires_grad_(True)
     return model
 
