@@ -34,7 +34,9 @@ def test_smoke_compare_writes_a_report_and_reuses_sections(tmp_path, tiny):
     assert inf["mamba"]["state_mib"][0] == inf["mamba"]["state_mib"][1]  # constant state
     assert inf["transformer"]["state_mib"][1] > inf["transformer"]["state_mib"][0]  # KV grows
     html = (out / "report.html").read_text()
-    assert html.count("data:image/png;base64,") == 4  # complexity, inference, edge, mqar
+    # complexity, inference, edge, mqar's lab figure and its learning curves (steps, seconds)
+    assert html.count("data:image/png;base64,") == 5
+    assert 'alt="mvt_mqar_curves"' in html
     assert "The guide&#x27;s table, measured" in html or "The guide's table" in html
     from dltricks.lab.verdicts import TIP_VERDICTS
 

@@ -104,3 +104,28 @@ def test_claims_combine_votes_by_the_labs_one_rule():
     assert _combine([]) == _combine(["not measured"]) == "not measured"  # nothing measured
     assert _combine(["premise not met", "premise not met"]) == "premise not met"
     assert _combine(["premise not met", "supported"]) == "supported"
+
+
+def test_compare_report_draws_learning_curves_and_names_unlearned_families():
+    from dltricks.compare.report import _target_rows, learning_curves_png
+
+    curves = {"mamba": {"label": "Mamba", "seeds": [0, 1], "steps": [10, 20],
+                        "mean": [0.5, 0.97], "lo": [0.4, 0.96], "hi": [0.6, 0.98],
+                        "seconds": [1.0, 2.0], "sec_mean": [0.5, 0.97], "sec_lo": [0.4, 0.96],
+                        "sec_hi": [0.6, 0.98]}}
+    stat = {"mean": 15.0, "sd": 7.0, "values": [10.0, 20.0]}
+    entry = {"learning_curves": curves, "step_cap": 20,
+             "target": {"threshold": 0.95, "equal_compute_s": 1.5, "metric": "token_accuracy"},
+             "target_summary": [
+                 {"arm": "mamba", "label": "Mamba", "n": 2, "solved": 2, "learned": True,
+                  "steps_to_target": stat, "seconds_to_target": stat, "best_val": stat,
+                  "val_at_equal_compute": stat},
+                 {"arm": "transformer", "label": "Transformer", "n": 2, "solved": 0,
+                  "learned": False, "steps_to_target": {"mean": 20.0, "sd": 0.0},
+                  "seconds_to_target": {}, "best_val": {}, "val_at_equal_compute": {}}]}
+    png = learning_curves_png(entry)
+    assert png is not None and png[:8] == b"\x89PNG\r\n\x1a\n"
+    assert learning_curves_png({"learning_curves": {}}) is None
+    header, rows = _target_rows(entry)
+    assert header[1] == "solved" and rows[0][1] == "2/2" and rows[0][2].startswith("15")
+    assert rows[1][1] == "0/2 (not learned within 20 steps)" and rows[1][3] == "–"

@@ -38,3 +38,12 @@ def test_step_clock_median_ignores_an_evaluation_spike():
     clock = StepClock()
     clock.intervals = [0.1, 0.1, 5.0, 0.1]
     assert clock.seconds_per_step == pytest.approx(0.1)
+
+
+def test_report_curve_mean_holds_a_stopped_seeds_last_value():
+    from dltricks.lab.report import _mean_curve
+
+    # seed 1 stopped at step 20 (solved); at step 30 the mean still counts it at 0.9
+    steps, mean = _mean_curve([[[10, 0.5], [20, 0.9]], [[10, 0.3], [20, 0.5], [30, 0.7]]])
+    assert list(steps) == [10, 20, 30]
+    assert mean == pytest.approx([0.4, 0.7, 0.8])

@@ -30,7 +30,14 @@ def compare(
                                      help="rebuild the report from stored sections"),
     list_families: bool = typer.Option(False, "--list", help="list the model families"),
 ) -> None:
-    """Measure the guide's Mamba-vs-Transformers claims at matched parameter count."""
+    """Measure the guide's Mamba-vs-Transformers claims at matched parameter count.
+
+    Examples:
+
+        dltricks compare --profile quick --out runs/compare
+
+        dltricks compare --profile full --workers 2 --out runs/compare-full
+    """
     from dltricks.compare.report import rebuild_report
     from dltricks.compare.runner import DEFAULT_FAMILIES, run_compare
     from dltricks.models.families import FAMILIES

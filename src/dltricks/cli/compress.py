@@ -24,7 +24,10 @@ def compress(
     latency_rounds: int = typer.Option(30, help="interleaved timing rounds"),
 ) -> None:
     """Compress a trained run: structured pruning with fine-tuning, int8, ONNX; writes the
-    models and a report of size, CPU latency and test accuracy against the float model."""
+    models and a report of size, CPU latency and test accuracy against the float model.
+
+    Example: dltricks compress runs/digits_cnn --quantize int8 --prune 0.5 --export onnx
+    """
     from dltricks.compress.pipeline import CompressOptions, compress_run, report_markdown
 
     if not run_dir.is_dir():

@@ -35,7 +35,10 @@ def nas(
     out: Path = typer.Option(Path("runs/nas"), help="output folder"),
 ) -> None:
     """Search CNN architectures (kernel, dilation, width, depth, separable, SE, skips); writes
-    every candidate's accuracy, params, MACs and receptive field, and the Pareto plot."""
+    every candidate's accuracy, params, MACs and receptive field, and the Pareto plot.
+
+    Example: dltricks nas --strategy evolution --budget 16
+    """
     from dltricks.data import create_dataset
     from dltricks.search.nas import STRATEGIES, Evaluator, NASSpace, run_search, write_result
 

@@ -142,7 +142,10 @@ def lr_find_cmd(
     steps: int = typer.Option(100),
     plot: Path = typer.Option(Path("lr_find.png"), help="where to write the plot"),
 ) -> None:
-    """LR range test: sweep the learning rate, plot the loss and suggest a value."""
+    """LR range test: sweep the learning rate, plot the loss and suggest a value.
+
+    Example: dltricks lr-find digits_cnn --plot lr_find.png
+    """
     import tempfile
 
     from dltricks.train.lr_find import lr_find

@@ -26,7 +26,10 @@ def tune(
                                        "the objective (Optuna's default: 10)"),
 ) -> None:
     """Tune a recipe: every trial a training run; rerun to resume; writes the best recipe,
-    plots of the optimisation history and parameter importance, and a table of trials."""
+    plots of the optimisation history and parameter importance, and a table of trials.
+
+    Example: dltricks tune digits_cnn --space space.yaml --trials 20 --sampler tpe --workers 2
+    """
     from dltricks.search.space import SpaceError
     from dltricks.search.tune import TuneConfig, load_space
     from dltricks.search.tune import tune as run_tune

@@ -109,6 +109,66 @@ def edge_png(e: Mapping[str, Any]) -> bytes:
     return _png(fig)
 
 
+def learning_curves_png(entry: Mapping[str, Any]) -> bytes | None:
+    """Validation score against training steps and against training seconds, per family:
+    mean over seeds with a min-max band, the target threshold dashed, the step cap dotted and
+    the equal-compute budget dotted (from :func:`dltricks.compare.runner.learning_curves`)."""
+    curves = entry.get("learning_curves") or {}
+    if not curves:
+        return None
+    target = entry.get("target") or {}
+    plt = _plt()
+    fig, (ax_s, ax_t) = plt.subplots(1, 2, figsize=(10, 3.4))
+    for i, c in enumerate(curves.values()):
+        color = f"C{i}"
+        label = f"{c['label']} ({len(c['seeds'])} seeds)"
+        ax_s.plot(c["steps"], c["mean"], color=color, label=label)
+        ax_s.fill_between(c["steps"], c["lo"], c["hi"], color=color, alpha=0.15, linewidth=0)
+        if c.get("seconds"):
+            ax_t.plot(c["seconds"], c["sec_mean"], color=color, label=label)
+            ax_t.fill_between(c["seconds"], c["sec_lo"], c["sec_hi"], color=color, alpha=0.15,
+                              linewidth=0)
+    for ax in (ax_s, ax_t):
+        if target.get("threshold") is not None:
+            ax.axhline(target["threshold"], color="k", linestyle="--", linewidth=0.8)
+        ax.set_ylabel(f"validation {target.get('metric', 'score')}")
+        ax.grid(alpha=0.3)
+    if entry.get("step_cap"):
+        ax_s.axvline(entry["step_cap"], color="k", linestyle=":", linewidth=0.8)
+    if target.get("equal_compute_s"):
+        ax_t.axvline(target["equal_compute_s"], color="k", linestyle=":", linewidth=0.8)
+    ax_s.set_xlabel("training step")
+    ax_t.set_xlabel("training seconds (median step time, 1 thread)")
+    ax_s.set_title("against steps (mean, min-max over seeds)")
+    ax_t.set_title("against wall-clock training time")
+    ax_s.legend(fontsize=7)
+    fig.tight_layout()
+    return _png(fig)
+
+
+def _target_rows(entry: Mapping[str, Any]) -> tuple[list[str], list[list[str]]]:
+    """Per family: seeds solved, steps and seconds to the threshold, best and equal-compute
+    score (mean ± sd over seeds; a run that never solved counts as the cap)."""
+    cap = entry.get("step_cap")
+    header = ["family", "solved", "steps to target", "seconds to target", "best",
+              "at equal compute"]
+    rows = []
+    for r in entry.get("target_summary") or []:
+        def ms(key: str, digits: int = 3, row: Mapping[str, Any] = r) -> str:
+            v = row.get(key) or {}
+            if v.get("mean") is None:
+                return "–"
+            sd = f" ± {fmt(v['sd'], digits)}" if v.get("sd") is not None else ""
+            return f"{fmt(v['mean'], digits)}{sd}"
+
+        solved = f"{r['solved']}/{r['n']}"
+        if not r.get("learned"):
+            solved += f" (not learned within {cap} steps)" if cap else " (not learned)"
+        rows.append([r["label"], solved, ms("steps_to_target", 4), ms("seconds_to_target"),
+                     ms("best_val"), ms("val_at_equal_compute")])
+    return header, rows
+
+
 def _figures(out: Path, sections: Mapping[str, Any], lab_out: Path) -> dict[str, bytes]:
     figs: dict[str, bytes] = {}
     for name, fn in (("complexity", complexity_png), ("inference", inference_png),
@@ -126,6 +186,9 @@ def _figures(out: Path, sections: Mapping[str, Any], lab_out: Path) -> dict[str,
                 png = None  # a torn or foreign file: the table still reports the section
             if png:
                 figs[exp_id] = png
+        curves = learning_curves_png(acc["result"][exp_id])
+        if curves:
+            figs[f"{exp_id}_curves"] = curves
     return figs
 
 
@@ -258,9 +321,11 @@ def _context(summary: Mapping[str, Any]) -> dict[str, Any]:
             if name == "accuracy":
                 for exp_id, stored in s["result"].items():
                     r = parse_result(stored)
+                    t_header, t_rows = _target_rows(stored)
                     entry["experiments"].append({"id": exp_id, "title": r.title,
                                                  "claim": r.claim, "setup": r.setup,
-                                                 "notes": r.notes})
+                                                 "notes": r.notes, "target_header": t_header,
+                                                 "target_rows": t_rows})
         sections.append(entry)
     return {
         "title": "Mamba vs Transformers, measured", "header_lines": _header(summary),

@@ -155,9 +155,16 @@ def execute(task: UnitTask, run_dir: str | None = None) -> dict[str, Any]:
 
 def _init_worker(threads: int) -> None:
     # Before numba or torch start their pools in this fresh (spawned) process.
-    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS",
+                "NUMBA_NUM_THREADS"):
         os.environ[var] = str(threads)
     torch.set_num_threads(threads)
+    try:  # numpy's BLAS may already be loaded (spawn imports the parent's main module)
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(threads)
+    except ImportError:
+        pass
 
 
 class SerialBackend:

@@ -107,15 +107,27 @@ def _model(result: Mapping[str, Any] | ExperimentResult) -> ExperimentResult:
 
 
 def _mean_curve(series: list[list[list[Any]]], col: int = 1) -> tuple[np.ndarray, np.ndarray]:
-    """Mean over seeds of curves given as [[step, value, ...], ...] (steps aligned by value)."""
-    by_step: dict[int, list[float]] = {}
+    """Mean over seeds of curves given as [[step, value, ...], ...].
+
+    A seed whose run ended earlier (e.g. stopped once it solved its task) keeps its last value
+    up to the longest run, so the mean never silently drops seeds as runs end.
+    """
+    curves = []
     for s in series:
-        for row in s:
-            v = row[col] if len(row) > col else None
-            if v is not None and math.isfinite(v):
-                by_step.setdefault(int(row[0]), []).append(v)
-    steps = np.array(sorted(by_step))
-    return steps, np.array([np.mean(by_step[s]) for s in steps])
+        pts = [(int(row[0]), row[col]) for row in s
+               if len(row) > col and row[col] is not None and math.isfinite(row[col])]
+        if pts:
+            curves.append(pts)
+    steps = sorted({st for pts in curves for st, _ in pts})
+    means = []
+    for st in steps:
+        vals = []
+        for pts in curves:
+            held = [v for x, v in pts if x <= st]
+            if held:
+                vals.append(held[-1])
+        means.append(float(np.mean(vals)))
+    return np.array(steps), np.array(means)
 
 
 def _by_prefix(metrics: Mapping[str, Any], prefix: str
