@@ -50,7 +50,6 @@ def compress_unit(recipe: dict[str, Any], run_dir: Path) -> dict[str, float | No
     from dltricks.data import create_dataset
     from dltricks.models import create_model
 
-    torch.set_num_threads(1)
     seed, steps, method = recipe["seed"], recipe["train"]["steps"], recipe["method"]
     ft_steps = int(recipe["finetune_steps"])
     data = create_dataset("digits", seed=seed)

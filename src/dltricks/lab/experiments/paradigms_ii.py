@@ -51,9 +51,6 @@ def _write_curve(run_dir: Path, losses: list[float], points: int = 30) -> float 
     return sum(losses) / len(losses)
 
 
-def _threads() -> None:
-    torch.set_num_threads(1)
-
 
 class _Features(nn.Module):
     """A registered CNN's ``forward_features`` as a module (the embedding network)."""
@@ -79,7 +76,6 @@ def fewshot_unit(recipe: dict[str, Any], run_dir: Path) -> dict[str, float | Non
     from dltricks.methods.metric import few_shot_accuracy, select_classes, train_embedding
     from dltricks.models import create_model
 
-    _threads()
     seed, steps, kw = recipe["seed"], recipe["train"]["steps"], _kw(recipe)
     method = recipe["method"]
     d = create_dataset("mnist1d", seed=seed, num_samples=kw.get("num_samples", 2000))
@@ -172,7 +168,6 @@ def zeroshot_unit(recipe: dict[str, Any], run_dir: Path) -> dict[str, float | No
     )
     from dltricks.models import create_model
 
-    _threads()
     seed, steps, kind = recipe["seed"], recipe["train"]["steps"], recipe["class_embedding"]
     if kind == "chance":
         n_all = len(SEEN_ZSL) + len(UNSEEN_ZSL)
@@ -247,7 +242,6 @@ def maml_unit(recipe: dict[str, Any], run_dir: Path) -> dict[str, float | None]:
         sinusoid_mlp,
     )
 
-    _threads()
     seed, steps, method, kw = recipe["seed"], recipe["train"]["steps"], recipe["method"], \
         _kw(recipe)
     tasks = SinusoidTasks()
@@ -344,7 +338,6 @@ def uncertainty_unit(recipe: dict[str, Any], run_dir: Path) -> dict[str, float |
     from dltricks.methods.metric import select_classes
     from dltricks.models import create_model
 
-    _threads()
     seed, steps, method, kw = recipe["seed"], recipe["train"]["steps"], recipe["method"], \
         _kw(recipe)
     d = create_dataset("mnist1d", seed=seed, num_samples=kw.get("num_samples", 2000))
@@ -451,7 +444,6 @@ def gp_unit(recipe: dict[str, Any], run_dir: Path) -> dict[str, float | None]:
     with a gap in the training inputs; coverage of the 95% interval on [-4, 4]."""
     from dltricks.methods.bayes import fit_gp, gaussian_nll, interval_coverage
 
-    _threads()
     seed, steps, method, kw = recipe["seed"], recipe["train"]["steps"], recipe["method"], \
         _kw(recipe)
     x_tr, y_tr, x_te, y_te = _gap_regression(seed, kw.get("n_train", 60),

@@ -27,10 +27,6 @@ import torch.nn.functional as F
 from dltricks.lab.experiment import Arm, Budget, Claim, Experiment, Premise, register_experiment
 
 
-def _threads() -> None:
-    torch.set_num_threads(1)
-
-
 def _budgets(quick: int, smoke: int, seeds: int = 3) -> dict[str, Budget]:
     """``steps`` is the number of trials (or candidate evaluations) of one search."""
     return {"smoke": Budget(seeds=1, steps=smoke), "quick": Budget(seeds=seeds, steps=quick),
@@ -83,7 +79,6 @@ def hparam_unit(recipe: dict[str, Any], run_dir: Path) -> dict[str, float | None
 
     from dltricks.data import create_dataset
 
-    _threads()
     seed, trials, sampler = recipe["seed"], recipe["train"]["steps"], recipe["sampler"]
     inner = int(recipe["inner_steps"])
     data = create_dataset("digits", seed=seed)
@@ -179,7 +174,6 @@ def nas_unit(recipe: dict[str, Any], run_dir: Path) -> dict[str, float | None]:
     from dltricks.data import create_dataset
     from dltricks.search.nas import Evaluator, SearchResult, run_search
 
-    _threads()
     seed, budget, strategy = recipe["seed"], recipe["train"]["steps"], recipe["strategy"]
     space = nas_space()
     data = create_dataset("digits", seed=seed)
