@@ -49,3 +49,34 @@ def test_bad_arguments_name_the_problem(tmp_path):
         atomic_write_bytes(tmp_path / "x", "text")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="does not exist"):
         atomic_write_text(tmp_path / "missing" / "x", "t")
+
+
+def test_scratch_writes_skip_fsync_but_stay_atomic_and_restore(tmp_path, monkeypatch):
+    """Inside scratch_writes no fsync happens (files and folders), the rename still does, and
+    the durable setting comes back after the block, also when the block raises."""
+    import os
+
+    import torch
+
+    from dltricks.train.checkpoint import save_checkpoint
+    from dltricks.utils import io
+
+    calls: list[int] = []
+    real = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: (calls.append(fd), real(fd))[1])
+
+    io.atomic_write_text(tmp_path / "a.txt", "durable")
+    assert len(calls) >= 2  # the file and its folder
+    calls.clear()
+    with io.scratch_writes():
+        io.atomic_write_text(tmp_path / "b.txt", "scratch")
+        save_checkpoint(tmp_path / "ckpt", 1, torch.nn.Linear(2, 2), {"step": 1})
+    assert calls == []
+    assert (tmp_path / "b.txt").read_text() == "scratch"
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(io.TMP_PREFIX)]
+    assert (tmp_path / "ckpt" / "step_00000001" / "meta.json").is_file()
+
+    with pytest.raises(RuntimeError), io.scratch_writes():
+        raise RuntimeError("boom")
+    io.atomic_write_text(tmp_path / "c.txt", "durable again")
+    assert len(calls) >= 2

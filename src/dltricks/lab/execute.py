@@ -38,6 +38,7 @@ import torch
 
 from dltricks.lab.experiment import EXPERIMENTS, Experiment, get_experiment
 from dltricks.lab.unit import DataCache, run_unit
+from dltricks.utils.io import scratch_writes
 
 
 @dataclass(frozen=True)
@@ -139,7 +140,9 @@ def execute(task: UnitTask, run_dir: str | None = None) -> dict[str, Any]:
     exp = pickle.loads(task.exp_blob) if task.exp_blob else get_experiment(task.exp_id)
     t0, c0 = time.perf_counter(), time.process_time()
     try:
-        with torch_threads(task.threads):
+        # a unit's folder is scratch (an interrupted unit starts again from an empty one):
+        # its checkpoints need not be fsynced; the driver's result files still are
+        with torch_threads(task.threads), scratch_writes():
             res = run_unit(exp, task.arm, task.seed, task.profile,
                            Path(run_dir or task.run_dir), _CACHE, task.data)
     except Exception as err:  # isolate: record and go on

@@ -424,7 +424,7 @@ class Experiment:
     def config(self, profile: str, data: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """Everything that determines the results: recipes of every run, claims, probes."""
         budget = self.budget(profile)
-        return {
+        config = {
             "id": self.id,
             "profile": profile,
             "seeds": list(range(budget.seeds)),
@@ -449,10 +449,13 @@ class Experiment:
             "target": None if self.target is None else self.target.to_dict(profile),
             "unit": None if self.unit is None
             else f"{self.unit.__module__}:{self.unit.__qualname__}",
-            # a changed unit function invalidates its stored results (its module's source:
-            # the helpers it calls usually live beside it)
-            "unit_source": None if self.unit is None else _source_hash(self.unit),
         }
+        if self.unit is not None:
+            # a changed unit function invalidates its stored results (its module's source:
+            # the helpers it calls usually live beside it); a recipe experiment's config has
+            # no source field, so its key stays what it was before sources were hashed
+            config["unit_source"] = _source_hash(self.unit)
+        return config
 
 
 def _lr_of(run_arm: str) -> float | None:

@@ -38,7 +38,7 @@ import torch
 from safetensors.torch import load_model, save_model
 from torch import nn
 
-from dltricks.utils.io import TMP_PREFIX, atomic_write_text, fsync_dir
+from dltricks.utils.io import TMP_PREFIX, atomic_write_text, fsync_dir, fsync_file
 
 PREFIX = "step_"
 
@@ -57,7 +57,7 @@ def _sha256(path: Path) -> str:
 
 def _fsync_file(path: Path) -> None:
     with open(path, "rb") as f:
-        os.fsync(f.fileno())
+        fsync_file(f.fileno())
 
 
 _fsync_dir = fsync_dir
@@ -144,7 +144,7 @@ def save_checkpoint(
     with open(tmp / "meta.json", "w") as f:
         json.dump(info, f, indent=1)
         f.flush()
-        os.fsync(f.fileno())
+        fsync_file(f.fileno())
     _fsync_dir(tmp)
     if final.exists():  # a checkpoint at this step already exists (e.g. signal after epoch end)
         shutil.rmtree(final)
