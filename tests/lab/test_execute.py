@@ -134,3 +134,31 @@ def test_cli_prints_verdicts_on_stdout_and_plain_progress_lines(tmp_path):
     lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("[")]
     assert lines and "ETA" in lines[-1]  # not a terminal: one plain line per unit
     assert "USDT" not in proc.stderr + proc.stdout
+
+
+def test_units_write_scratch_folders_without_fsync_and_the_result_file_durably(
+        tmp_path, monkeypatch):
+    """A unit's folder is scratch (an interrupted unit restarts from an empty one): its
+    checkpoints are written without fsync; the experiment's result file is still fsynced."""
+    import os
+
+    from dltricks.lab import execute
+
+    synced: list[bool] = []
+    real = os.fsync
+    in_unit = {"now": False}
+    monkeypatch.setattr(os, "fsync", lambda fd: (synced.append(in_unit["now"]), real(fd))[1])
+    run_unit = execute.run_unit
+
+    def watched(*a, **k):
+        in_unit["now"] = True
+        try:
+            return run_unit(*a, **k)
+        finally:
+            in_unit["now"] = False
+
+    monkeypatch.setattr(execute, "run_unit", watched)
+    result = run_experiment(tiny(seeds=1), "smoke", tmp_path)
+    assert all(u["status"] == "ok" for u in result["units"].values())
+    assert len(list((tmp_path / "runs").rglob("summary.json"))) == 2  # atomic writes inside
+    assert synced and not any(synced)  # fsyncs happened, none of them inside a unit
