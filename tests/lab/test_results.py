@@ -140,3 +140,26 @@ def test_independent_script_agrees_with_every_stored_verdict(lab_run, tmp_path):
     proc = subprocess.run([sys.executable, str(SCRIPT), str(path)], capture_output=True,
                           text=True, timeout=120)
     assert proc.returncode == 1 and "2 disagreements" in proc.stdout
+
+
+def test_run_summary_counts_units_cost_and_verdicts_of_a_run(lab_run, tmp_path):
+    """tools/run_summary.py: one row per experiment with the stored verdict, the units done of
+    those planned and the sum of their seconds; exit 2 and a sentence on a non-run folder."""
+    out, _ = lab_run
+    summary_script = ROOT / "tools" / "run_summary.py"
+    proc = subprocess.run([sys.executable, str(summary_script), str(out), "--sort", "name"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    results = {p.stem: json.loads(p.read_text()) for p in (out / "results").glob("*.json")}
+    for exp_id, r in results.items():
+        row = next(line for line in proc.stdout.splitlines() if line.startswith(f"| `{exp_id}`"))
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        n = len(r["config"]["seeds"]) * len(r["config"]["arms"])
+        assert cells[3] == f"{n}/{n}"
+        assert cells[4] == f"{sum(u['seconds'] for u in r['units'].values()):.0f}"
+        assert cells[6] == r["analysis"]["verdict"]
+    assert f"{len(results)} experiments ({len(results)} complete)" in proc.stdout
+    bad = subprocess.run([sys.executable, str(summary_script), str(tmp_path)],
+                         capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and "not a lab run folder" in bad.stderr
+    assert "Traceback" not in bad.stderr

@@ -3,7 +3,6 @@ run folders made once per session."""
 
 from __future__ import annotations
 
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -44,8 +43,9 @@ def digits():
 
 
 @pytest.fixture(scope="session")
-def teacher_run() -> Path:
-    """A finished run of a wider MLP on digits (the teacher / pretrained model)."""
-    root = Path(tempfile.mkdtemp(prefix="dltricks-test-teacher-"))
+def teacher_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A finished run of a wider MLP on digits (the teacher / pretrained model), in pytest's
+    temporary folder (cleaned up by pytest, never left in /tmp)."""
+    root = tmp_path_factory.mktemp("teacher")
     fit(recipe(model={"name": "mlp", "kwargs": {"hidden": [64]}}, steps=30), root / "teacher")
     return root / "teacher"
