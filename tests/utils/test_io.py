@@ -80,3 +80,29 @@ def test_scratch_writes_skip_fsync_but_stay_atomic_and_restore(tmp_path, monkeyp
         raise RuntimeError("boom")
     io.atomic_write_text(tmp_path / "c.txt", "durable again")
     assert len(calls) >= 2
+
+
+@pytest.mark.parametrize("name,text,message", [
+    ("a.yaml", "x: [1,", "not valid YAML"),
+    ("a.json", "{1:", "not valid JSON"),
+    ("a.yaml", "- 1\n- 2\n", "must hold a mapping"),
+    ("a.json", "[1]", "must hold a mapping"),
+])
+def test_read_mapping_file_names_the_file_and_the_fault(tmp_path, name, text, message):
+    from dltricks.utils.io import read_mapping_file
+
+    (tmp_path / name).write_text(text)
+    with pytest.raises(KeyError, match=message) as err:
+        read_mapping_file(tmp_path / name, "Thing", KeyError)
+    assert name in str(err.value)
+
+
+def test_read_mapping_file_reads_yaml_and_json_and_reports_missing(tmp_path):
+    from dltricks.utils.io import read_mapping_file
+
+    (tmp_path / "a.yaml").write_text("a: 1\nb: [x, y]\n")
+    (tmp_path / "a.json").write_text('{"a": 1, "b": ["x", "y"]}')
+    assert read_mapping_file(tmp_path / "a.yaml", "T") == read_mapping_file(tmp_path / "a.json",
+                                                                             "T")
+    with pytest.raises(FileNotFoundError, match=r"Thing .*b\.json' does not exist"):
+        read_mapping_file(tmp_path / "b.json", "Thing", missing=FileNotFoundError)

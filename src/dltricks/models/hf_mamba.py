@@ -32,6 +32,7 @@ import torch
 from torch import Tensor
 
 from dltricks.models.mamba import MambaLM
+from dltricks.utils.io import read_mapping_file
 
 __all__ = ["export_hf_mamba", "hf_mamba_config", "load_hf_mamba"]
 
@@ -55,14 +56,7 @@ def load_hf_mamba(folder: str | Path, scan_backend: str = "auto") -> MambaLM:
     """
     folder = Path(folder)
     cfg_path = folder / "config.json"
-    if not cfg_path.is_file():
-        raise FileNotFoundError(f"{cfg_path} does not exist.")
-    try:
-        cfg = json.loads(cfg_path.read_text())
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{cfg_path} is not valid JSON ({exc}).") from None
-    if not isinstance(cfg, dict):
-        raise ValueError(f"{cfg_path} must hold a JSON object.")
+    cfg = read_mapping_file(cfg_path, "Model config", ValueError, missing=FileNotFoundError)
     kwargs = _ssm_kwargs(cfg, cfg_path) if "d_model" in cfg else _hf_kwargs(cfg, cfg_path)
     model = MambaLM(**kwargs, scan_backend=scan_backend)
     state = _read_weights(folder)

@@ -28,6 +28,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from dltricks.train.recipe import Recipe, RecipeError, apply_overrides, recipe_from_dict
+from dltricks.utils.io import read_mapping_file
 
 #: Validation metrics where lower is better (the trainer's convention).
 LOWER_IS_BETTER = ("loss", "nll", "ece")
@@ -184,14 +185,8 @@ class SearchSpace:
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> SearchSpace:
-        path = Path(path)
-        if not path.is_file():
-            raise SpaceError(f"Search space file {str(path)!r} does not exist.")
-        try:
-            data = yaml.safe_load(path.read_text())
-        except yaml.YAMLError as exc:
-            raise SpaceError(f"Search space {str(path)!r} is not valid YAML: {exc}") from None
-        return cls.from_dict(data, f"search space {str(path)!r}")
+        data = read_mapping_file(path, "Search space file", SpaceError)
+        return cls.from_dict(data, f"search space {str(Path(path))!r}")
 
     def direction_for(self, metric: str) -> str:
         """The study direction: the space's, or minimize for loss-like metrics."""

@@ -23,6 +23,8 @@ from typing import Any, Literal, get_args, get_origin
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from dltricks.utils.io import read_mapping_file
+
 
 class RecipeError(ValueError):
     """A recipe that cannot be used; the message says which key and why."""
@@ -301,16 +303,7 @@ def recipe_from_dict(data: dict[str, Any], source: str = "recipe") -> Recipe:
 
 def read_recipe_dict(path: str | Path) -> dict[str, Any]:
     """Reads a recipe YAML file into a plain dict (no validation)."""
-    path = Path(path)
-    if not path.is_file():
-        raise RecipeError(f"Recipe file {str(path)!r} does not exist.")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise RecipeError(f"Recipe file {str(path)!r} is not valid YAML: {exc}") from None
-    if not isinstance(data, dict):
-        raise RecipeError(f"Recipe file {str(path)!r} must hold a mapping at the top level.")
-    return data
+    return read_mapping_file(path, "Recipe file", RecipeError)
 
 
 def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:

@@ -112,5 +112,40 @@ def atomic_write_json(path: str | os.PathLike[str], obj: Any, indent: int | None
     atomic_write_text(path, json.dumps(obj, indent=indent, default=default))
 
 
+def read_mapping_file(path: str | os.PathLike[str], what: str,
+                      error: type[Exception] = ValueError,
+                      missing: type[Exception] | None = None) -> dict[str, Any]:
+    """Reads a JSON (``.json``) or YAML file that must hold a mapping, with one-sentence errors.
+
+    Args:
+        path: the file.
+        what: how messages name it ("Recipe file", "Search space").
+        error: exception raised for a file that does not parse or holds no mapping.
+        missing: exception raised for a missing file (default: ``error``).
+
+    Returns:
+        The parsed mapping (never validated against a schema: the caller does that).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise (missing or error)(f"{what} {str(path)!r} does not exist.")
+    text = path.read_text()
+    if path.suffix.lower() == ".json":
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise error(f"{what} {str(path)!r} is not valid JSON: {exc}") from None
+    else:
+        import yaml  # a dependency of the package; imported where it is needed
+
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise error(f"{what} {str(path)!r} is not valid YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise error(f"{what} {str(path)!r} must hold a mapping at the top level.")
+    return data
+
+
 __all__ = ["TMP_PREFIX", "atomic_write_bytes", "atomic_write_json", "atomic_write_text",
-           "fsync_dir", "fsync_file", "scratch_writes"]
+           "fsync_dir", "fsync_file", "read_mapping_file", "scratch_writes"]
