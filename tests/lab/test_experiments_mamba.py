@@ -83,8 +83,18 @@ def test_exit_depth_reads_the_depths_the_model_returns():
     assert depth.float().mean().item() == 1.0  # what threshold 0 means: every input leaves
     # a model without exits uses its whole stack
     plain = create_model("mamba_classifier", num_classes=10, in_channels=1, dim=16, n_layers=3)
+    passes = []
+    plain.register_forward_hook(lambda *_: passes.append(1))
     out = exit_depth(_trainer(plain))
     assert out["avg_depth"] == 3.0 and out["depth_thr0.5"] == 3.0
+    # ... in one pass over the test set (every threshold gives the same), and the exit model
+    # in one pass per distinct threshold (its own 0.9 is one of EXIT_THRESHOLDS)
+    assert len(passes) == 1 and len({out[f"acc_thr{t}"] for t in EXIT_THRESHOLDS}) == 1
+    passes.clear()
+    ee.set_exit_threshold(0.9)
+    ee.register_forward_hook(lambda *_: passes.append(1))
+    exit_depth(_trainer(ee))
+    assert len(passes) == len({0.9, *EXIT_THRESHOLDS})
 
 
 def test_stop_when_solved_ends_only_solved_runs():

@@ -252,13 +252,22 @@ def exit_depth(trainer: Trainer) -> dict[str, float | None]:
         return acc, None if layers is None else float(layers)
 
     out: dict[str, float | None] = {}
+    seen: dict[float | None, tuple[float, float | None]] = {}
+
+    def once(threshold: float | None) -> tuple[float, float | None]:
+        # a model without exits gives the same pass at every threshold: run it once
+        key = threshold if has_exits else None
+        if key not in seen:
+            seen[key] = run(threshold)
+        return seen[key]
+
     try:
         with eval_mode(model), torch.inference_mode():
-            _, depth = run(own)
+            _, depth = once(own)
             out["avg_depth"] = depth
             out["depth_frac"] = None if depth is None or not layers else depth / layers
             for t in EXIT_THRESHOLDS:
-                out[f"acc_thr{t}"], out[f"depth_thr{t}"] = run(t)
+                out[f"acc_thr{t}"], out[f"depth_thr{t}"] = once(t)
     finally:
         if own is not None:
             model.set_exit_threshold(own)
