@@ -294,3 +294,22 @@ def test_checkpoint_state_round_trips(tmp_path, digits):
     assert torch.equal(again["rng_cpu"], saved["rng_cpu"])
     assert torch.equal(again["ema_n_averaged"], saved["ema_n_averaged"])
     assert again["optimizer"]["state"].keys() == saved["optimizer"]["state"].keys()
+
+
+def test_evaluate_restores_each_submodule_mode_a_frozen_batchnorm_stays_frozen(digits):
+    """evaluate() switches to eval mode and back per submodule: a BatchNorm deliberately kept
+    in eval mode while the rest trains (a frozen backbone's statistics) is still in eval mode
+    after a validation pass, and its running statistics are untouched."""
+    from dltricks.train.evaluate import evaluate
+    from dltricks.train.objectives import make_objective
+
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 16),
+                                torch.nn.BatchNorm1d(16), torch.nn.ReLU(),
+                                torch.nn.Linear(16, 10))
+    model.train()
+    model[2].eval()  # frozen statistics
+    stats = model[2].running_mean.clone()
+    out = evaluate(model, digits.val, make_objective("classification"))
+    assert 0.0 <= out["accuracy"] <= 1.0
+    assert model.training and model[1].training and not model[2].training
+    assert torch.equal(model[2].running_mean, stats)

@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from dltricks.compress.prune import make_permanent
+from dltricks.utils.mode import eval_mode
 
 DEFAULT_OPSET = 17
 
@@ -44,18 +45,13 @@ def export_onnx(model: nn.Module, example: torch.Tensor, path: str | Path,
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     make_permanent(model)
-    was_training = model.training
-    model.eval()
-    try:
-        with warnings.catch_warnings(), torch.no_grad():
-            warnings.filterwarnings("ignore", category=DeprecationWarning)
-            warnings.filterwarnings("ignore", category=FutureWarning)
-            warnings.filterwarnings("ignore", category=UserWarning)
-            torch.onnx.export(model, (example,), str(path), dynamo=False, opset_version=opset,
-                              input_names=["input"], output_names=["output"],
-                              dynamic_axes={"input": {0: "batch"}, "output": {0: "batch"}})
-    finally:
-        model.train(was_training)
+    with eval_mode(model), warnings.catch_warnings(), torch.no_grad():
+        warnings.filterwarnings("ignore", category=DeprecationWarning)
+        warnings.filterwarnings("ignore", category=FutureWarning)
+        warnings.filterwarnings("ignore", category=UserWarning)
+        torch.onnx.export(model, (example,), str(path), dynamo=False, opset_version=opset,
+                          input_names=["input"], output_names=["output"],
+                          dynamic_axes={"input": {0: "batch"}, "output": {0: "batch"}})
     return path
 
 
@@ -93,12 +89,8 @@ def check_onnx(path: str | Path, model: nn.Module, inputs: torch.Tensor,
         ``argmax_agreement`` (fraction of rows whose largest output agrees) and ``ok``
         (``torch.allclose`` at ``rtol``/``atol``).
     """
-    was_training = model.training
-    model.eval()
-    try:
+    with eval_mode(model):
         ref = model(inputs).float()
-    finally:
-        model.train(was_training)
     got = OnnxRunner(path)(inputs).float()
     if got.shape != ref.shape:
         raise ValueError(f"ONNX output shape {tuple(got.shape)} differs from PyTorch's "

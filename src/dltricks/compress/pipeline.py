@@ -34,6 +34,7 @@ from dltricks.compress.int8 import convert_qat, prepare_qat, quantize_static_int
 from dltricks.compress.measure import interleaved_latency, state_dict_bytes
 from dltricks.compress.quantize import quantize_dynamic_int8
 from dltricks.compress.structured import iterative_channel_prune
+from dltricks.utils.mode import eval_mode
 
 QUANTIZE = ("int8", "qat", "dynamic")
 EXPORTS = ("onnx",)
@@ -112,12 +113,11 @@ def load_trained(run_dir: str | Path, which: str = "best") -> tuple[Any, Any, nn
 @torch.no_grad()
 def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch: int = 512) -> float:
     """Top-1 accuracy of ``model`` (eval mode; a quantized model runs on its engine)."""
-    was = model.training
-    model.eval()
     correct = 0
-    for i in range(0, len(x), batch):
-        correct += int((run_quantized(model, x[i:i + batch]).argmax(-1) == y[i:i + batch]).sum())
-    model.train(was)
+    with eval_mode(model):
+        for i in range(0, len(x), batch):
+            correct += int((run_quantized(model, x[i:i + batch]).argmax(-1)
+                            == y[i:i + batch]).sum())
     return correct / max(len(x), 1)
 
 

@@ -22,6 +22,7 @@ from dltricks.train.distributed import DistInfo, all_reduce_sum
 from dltricks.train.metrics import MetricAccumulator
 from dltricks.train.objectives import Objective
 from dltricks.train.terms import as_model_output
+from dltricks.utils.mode import eval_mode
 
 
 @torch.no_grad()
@@ -56,10 +57,10 @@ def evaluate(
         first = next(iter(model.parameters()), None)
         device = first.device if first is not None else torch.device("cpu")
     rank, world = (dist.rank, dist.world_size) if dist is not None else (0, 1)
-    was_training = model.training
-    model.eval()
     meter = MetricAccumulator()
-    try:
+    # eval_mode restores each submodule's own flag: a frozen BatchNorm kept in eval mode while
+    # fine-tuning stays frozen after a validation pass (model.train(True) would unfreeze it)
+    with eval_mode(model):
         shard = torch.arange(len(split))[rank::world]
         for idx in shard.split(batch_size):
             x, y = split.x[idx].to(device), split.y[idx].to(device)
@@ -69,8 +70,6 @@ def evaluate(
             meter.update_dict(stats)
         if dist is not None and dist.enabled:
             meter.from_vector(all_reduce_sum(meter.as_vector(), dist))
-    finally:
-        model.train(was_training)
     return meter.compute()
 
 
