@@ -162,3 +162,30 @@ def test_units_write_scratch_folders_without_fsync_and_the_result_file_durably(
     assert all(u["status"] == "ok" for u in result["units"].values())
     assert len(list((tmp_path / "runs").rglob("summary.json"))) == 2  # atomic writes inside
     assert synced and not any(synced)  # fsyncs happened, none of them inside a unit
+
+
+def test_a_lab_folder_in_use_is_refused_with_exit_2_and_released_after(tmp_path, monkeypatch):
+    """Two drivers never share a lab folder: while one holds it, `lab run --out` on it exits 2
+    naming the holder's pid and nothing is written; once released, the same command runs."""
+    import os
+
+    from typer.testing import CliRunner
+
+    import dltricks.cli.lab as cli_lab
+    from dltricks.train.run import RunLock
+
+    out = tmp_path / "out"
+    out.mkdir()
+    monkeypatch.setattr(cli_lab, "select_experiments", lambda tips, section: [tiny(seeds=1)])
+    args = ["run", "--profile", "smoke", "--workers", "1", "--out", str(out), "--no-progress"]
+    with RunLock(out, option="--out"):  # another driver (a second open file: flock conflicts)
+        res = CliRunner().invoke(cli_lab.lab_app, args)
+        assert res.exit_code == 2, res.output
+        text = " ".join(res.output.split())
+        assert f"in use by another process (pid {os.getpid()})" in text and "--out" in text
+        assert "Traceback" not in res.output and not (out / "results").exists()
+        with pytest.raises(ValueError, match="in use"):
+            run_experiment(tiny(seeds=1), "smoke", out)
+    res = CliRunner().invoke(cli_lab.lab_app, args)
+    assert res.exit_code == 0, res.output
+    assert (out / "results" / "tiny_par.json").is_file()

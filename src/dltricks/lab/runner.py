@@ -27,6 +27,7 @@ from dltricks.lab.experiment import Experiment, Profile, config_key
 from dltricks.lab.results import ResultError, dump_result, load_result_file
 from dltricks.lab.unit import DataCache, GradByDepth, reliability, run_function_unit, run_unit
 from dltricks.lab.verdicts import analyze
+from dltricks.train.run import RunLock
 from dltricks.utils.io import atomic_write_text
 from dltricks.utils.machine import machine_info as _machine_info
 
@@ -205,12 +206,14 @@ def run_experiment(exp: Experiment, profile: Profile, out: str | Path, *,
     counter = counter or _Counter(None)
     if cache is not None:
         ex.set_cache(cache)
-    run = _ExperimentRun(exp, profile, out, data, {"workers": workers, "ray": ray})
-    counter.reused += run.reused
-    with ex.make_backend(workers, ray) as backend:
-        run_units([run], profile, backend=backend, data=data, counter=counter,
-                  on_unit=(lambda r, rec: on_unit(f"{exp.id} {rec['arm']}/s{rec['seed']}"))
-                  if on_unit else None)
+    out.mkdir(parents=True, exist_ok=True)
+    with RunLock(out, option="--out"):  # one driver per lab folder: results never mixed
+        run = _ExperimentRun(exp, profile, out, data, {"workers": workers, "ray": ray})
+        counter.reused += run.reused
+        with ex.make_backend(workers, ray) as backend:
+            run_units([run], profile, backend=backend, data=data, counter=counter,
+                      on_unit=(lambda r, rec: on_unit(f"{exp.id} {rec['arm']}/s{rec['seed']}"))
+                      if on_unit else None)
     return run.result
 
 
@@ -339,15 +342,27 @@ def run_lab(experiments: Sequence[Experiment], profile: Profile, out: str | Path
     Returns:
         The results.json dict.
     """
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {str(out)!r} is a file; give a folder for the lab run.")
+    out.mkdir(parents=True, exist_ok=True)
+    # one driver per lab folder: a second `lab run --out` on it would rewrite the same result
+    # files with other units (the kernel drops the lock if this process dies, even by kill -9)
+    with RunLock(out, option="--out"):
+        return _run_lab_locked(experiments, profile, out, data_path=data_path,
+                               progress=progress, max_units=max_units, console=console,
+                               workers=workers, ray=ray, batch_size=batch_size)
+
+
+def _run_lab_locked(experiments: Sequence[Experiment], profile: Profile, out: Path, *,
+                    data_path: str | Path | None, progress: bool, max_units: int | None,
+                    console: Any, workers: int, ray: str | None,
+                    batch_size: int | None) -> dict[str, Any]:
     from rich.console import Console
 
     from dltricks.lab import execute as ex
     from dltricks.lab.report import write_report
 
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"--out {str(out)!r} is a file; give a folder for the lab run.")
-    out.mkdir(parents=True, exist_ok=True)
     console = console or Console(stderr=True)
     data = None
     cache = DataCache()

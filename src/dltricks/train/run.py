@@ -110,8 +110,9 @@ class RunLock:
         ...     train()
     """
 
-    def __init__(self, run_dir: str | Path) -> None:
+    def __init__(self, run_dir: str | Path, option: str = "--run-dir") -> None:
         self.path = Path(run_dir) / LOCK_NAME
+        self.option = option  # the command-line option a refused user changes
         self._fd: int | None = None
 
     def acquire(self) -> None:
@@ -126,7 +127,7 @@ class RunLock:
             os.close(fd)
             raise RunFolderError(
                 f"Run folder {str(self.path.parent)!r} is in use by another process (pid "
-                f"{holder}); wait for it to finish or choose another --run-dir."
+                f"{holder}); wait for it to finish or choose another {self.option}."
             ) from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
