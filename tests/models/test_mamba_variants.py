@@ -45,3 +45,29 @@ def test_hybrid_default_layout_and_by_name_errors():
         create_model("mamba_lm", vocab_size=5, width=3)
     with pytest.raises(ValueError, match="not both"):
         create_model("mamba_hybrid_lm", vocab_size=5, attn_every=1, attn_layers=[0])
+
+
+@pytest.mark.parametrize(("name", "cell"), [("gru_tagger", torch.nn.GRU),
+                                            ("lstm_tagger", torch.nn.LSTM),
+                                            ("gru_classifier", torch.nn.GRU),
+                                            ("lstm_classifier", torch.nn.LSTM)])
+def test_recurrent_variants_fix_their_cell_through_the_same_factory(name, cell):
+    """The GRU/LSTM models are variants with the cell fixed: their signature is the class's
+    without ``cell``, and a caller cannot switch the cell of a named variant."""
+    from dltricks.models.rnn import RecurrentClassifier, RecurrentTagger
+
+    cls = RecurrentTagger if "tagger" in name else RecurrentClassifier
+    base = inspect.signature(cls)
+    assert list(model_signature(name).parameters) == [p for p in base.parameters if p != "cell"]
+    kw = dict(vocab_size=7, num_classes=3) if "tagger" in name else dict(in_channels=2,
+                                                                          num_classes=3)
+    assert isinstance(create_model(name, dim=8, **kw).rnn, cell)
+    with pytest.raises(ValueError, match="does not accept 'cell'"):
+        create_model(name, cell="gru", **kw)
+
+
+def test_register_variant_rejects_arguments_the_class_lacks():
+    from dltricks.models.registry import register_variant
+
+    with pytest.raises(ValueError, match=r"has no arguments \['width'\]"):
+        register_variant("never_registered", MambaLM, "doc", fixed={"width": 3})

@@ -28,8 +28,7 @@ Axis letters: B batch, L length, M d_model, V vocabulary, K classes, C input cha
 
 from __future__ import annotations
 
-import inspect
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -43,7 +42,7 @@ from dltricks.models.early_exit import (
     exit_layer_indices,
     exit_loss_weights,
 )
-from dltricks.models.registry import register_model
+from dltricks.models.registry import register_variant
 from dltricks.nn.attention import KVCache, MultiHeadSelfAttention
 from dltricks.nn.position import RotaryEmbedding
 from dltricks.nn.ssm.mamba_block import MambaBlock, MambaState
@@ -459,52 +458,6 @@ class MambaClassifier(_ExitOptions, nn.Module):
 # --------------------------------------------------------------------------- registered variants
 
 
-def _register_variant(name: str, cls: type[nn.Module], doc: str,
-                      defaults: Mapping[str, Any] | None = None,
-                      resolve: Callable[[dict[str, Any], dict[str, Any]], dict[str, Any]]
-                      | None = None, **meta: Any) -> Callable[..., nn.Module]:
-    """Registers ``name``: the class ``cls`` with other default arguments (timm's pattern of a
-    base model plus per-variant defaults).
-
-    The factory's signature is the class's own with ``defaults`` substituted, so
-    :func:`~dltricks.models.registry.create_model` checks keyword arguments by name and lists
-    them in its errors, and a new option of the class reaches every variant; arguments are
-    forwarded by name, never by position.
-
-    Args:
-        name: registry name.
-        cls: the model class.
-        doc: the factory's docstring.
-        defaults: the variant's defaults, by argument name.
-        resolve: ``resolve(given, arguments) -> arguments`` adjusts the full argument dict
-            from what the caller gave (e.g. an explicit layout that replaces a default one).
-        **meta: registry metadata (``task``, ``description``, ``example``).
-    """
-    defaults = dict(defaults or {})
-    sig = inspect.signature(cls)
-    unknown = sorted(set(defaults) - set(sig.parameters))
-    if unknown:
-        raise ValueError(f"Variant {name!r}: {cls.__name__} has no arguments {unknown}.")
-    sig = sig.replace(
-        parameters=[p.replace(default=defaults[p.name]) if p.name in defaults else p
-                    for p in sig.parameters.values()],
-        return_annotation=cls.__name__)
-
-    def factory(*args: Any, **kwargs: Any) -> nn.Module:
-        bound = sig.bind(*args, **kwargs)
-        given = dict(bound.arguments)
-        bound.apply_defaults()
-        arguments = dict(bound.arguments)
-        if resolve is not None:
-            arguments = resolve(given, arguments)
-        return cls(**arguments)
-
-    factory.__signature__ = sig  # type: ignore[attr-defined]
-    factory.__name__ = factory.__qualname__ = name
-    factory.__doc__ = doc
-    return register_model(name, **meta)(factory)
-
-
 def _explicit_attention_layers(given: dict[str, Any], arguments: dict[str, Any]
                                ) -> dict[str, Any]:
     """Explicit ``attn_layers`` replace the variant's default ``attn_every``."""
@@ -513,7 +466,7 @@ def _explicit_attention_layers(given: dict[str, Any], arguments: dict[str, Any]
     return arguments
 
 
-mamba_lm = _register_variant(
+mamba_lm = register_variant(
     "mamba_lm", MambaLM,
     "Mamba language model; with a sequence dataset it tags every position. Published Mamba by "
     "default; :class:`MambaLM` documents the hybrid and early-exit options.",
@@ -522,7 +475,7 @@ mamba_lm = _register_variant(
     example=dict(kwargs=dict(vocab_size=11, dim=16, n_layers=2), input=(2, 9), dtype="long",
                  high=11, output=(2, 9, 11)))
 
-mamba_classifier = _register_variant(
+mamba_classifier = register_variant(
     "mamba_classifier", MambaClassifier,
     "Mamba layers over a signal, mean-pooled; :class:`MambaClassifier` documents the hybrid "
     "and early-exit options.",
@@ -531,7 +484,7 @@ mamba_classifier = _register_variant(
     example=dict(kwargs=dict(in_channels=1, num_classes=10, dim=16), input=(2, 1, 40),
                  dtype="float", output=(2, 10)))
 
-mamba_hybrid_lm = _register_variant(
+mamba_hybrid_lm = register_variant(
     "mamba_hybrid_lm", MambaLM,
     ":func:`mamba_lm` with hybrid defaults: 4 layers, attention at layer 2 (M M A M).",
     defaults={"n_layers": 4, "attn_every": 3}, resolve=_explicit_attention_layers,
@@ -540,7 +493,7 @@ mamba_hybrid_lm = _register_variant(
     example=dict(kwargs=dict(vocab_size=11, dim=16, n_layers=2, attn_every=1, num_heads=2),
                  input=(2, 9), dtype="long", high=11, output=(2, 9, 11)))
 
-mamba_hybrid_classifier = _register_variant(
+mamba_hybrid_classifier = register_variant(
     "mamba_hybrid_classifier", MambaClassifier,
     ":func:`mamba_classifier` with hybrid defaults: 4 layers, attention at layer 2.",
     defaults={"n_layers": 4, "attn_every": 3}, resolve=_explicit_attention_layers,

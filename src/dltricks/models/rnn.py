@@ -14,7 +14,7 @@ from typing import Literal
 
 from torch import Tensor, nn
 
-from dltricks.models.registry import register_model
+from dltricks.models.registry import register_variant
 
 Cell = Literal["gru", "lstm"]
 _CELLS = {"gru": nn.GRU, "lstm": nn.LSTM}
@@ -103,35 +103,15 @@ _CLASSIFIER_EXAMPLE = dict(kwargs=dict(in_channels=1, num_classes=10), input=(2,
                            dtype="float", output=(2, 10))
 
 
-@register_model(task="sequence", description="GRU token tagger (B, L) → (B, L, K).",
-                example=_TAGGER_EXAMPLE)
-def gru_tagger(vocab_size: int, num_classes: int, dim: int = 64, num_layers: int = 2,
-               dropout: float = 0.0, bidirectional: bool = False) -> RecurrentTagger:
-    """``RecurrentTagger`` with a GRU."""
-    return RecurrentTagger(vocab_size, num_classes, dim, num_layers, dropout, bidirectional, "gru")
+def _cell_variants(cls: type[nn.Module], task: str, kind: str, example: dict) -> None:
+    """Registers ``gru_<kind>`` and ``lstm_<kind>``: ``cls`` with its recurrent cell fixed."""
+    what = {"tagger": "token tagger (B, L) → (B, L, K)",
+            "classifier": "classifier of 1-D signals (B, C, L)"}[kind]
+    for cell, label in (("gru", "a GRU"), ("lstm", "an LSTM")):
+        register_variant(f"{cell}_{kind}", cls, f"``{cls.__name__}`` with {label}.",
+                         fixed={"cell": cell}, task=task,
+                         description=f"{label.split()[1]} {what}.", example=example)
 
 
-@register_model(task="sequence", description="LSTM token tagger (B, L) → (B, L, K).",
-                example=_TAGGER_EXAMPLE)
-def lstm_tagger(vocab_size: int, num_classes: int, dim: int = 64, num_layers: int = 2,
-                dropout: float = 0.0, bidirectional: bool = False) -> RecurrentTagger:
-    """``RecurrentTagger`` with an LSTM."""
-    return RecurrentTagger(vocab_size, num_classes, dim, num_layers, dropout, bidirectional, "lstm")
-
-
-@register_model(task="classification", description="GRU classifier of 1-D signals (B, C, L).",
-                example=_CLASSIFIER_EXAMPLE)
-def gru_classifier(in_channels: int, num_classes: int, dim: int = 64, num_layers: int = 1,
-                   dropout: float = 0.0, bidirectional: bool = False) -> RecurrentClassifier:
-    """``RecurrentClassifier`` with a GRU."""
-    return RecurrentClassifier(in_channels, num_classes, dim, num_layers, dropout, bidirectional,
-                               "gru")
-
-
-@register_model(task="classification", description="LSTM classifier of 1-D signals (B, C, L).",
-                example=_CLASSIFIER_EXAMPLE)
-def lstm_classifier(in_channels: int, num_classes: int, dim: int = 64, num_layers: int = 1,
-                    dropout: float = 0.0, bidirectional: bool = False) -> RecurrentClassifier:
-    """``RecurrentClassifier`` with an LSTM."""
-    return RecurrentClassifier(in_channels, num_classes, dim, num_layers, dropout, bidirectional,
-                               "lstm")
+_cell_variants(RecurrentTagger, "sequence", "tagger", _TAGGER_EXAMPLE)
+_cell_variants(RecurrentClassifier, "classification", "classifier", _CLASSIFIER_EXAMPLE)
