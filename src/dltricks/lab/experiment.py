@@ -258,6 +258,8 @@ class Experiment:
             (:func:`variant_name`); the analysis keeps, per arm, the rate with the best mean
             ``lr_select`` over seeds (validation data) and compares best with best on test.
             Use it where the claim compares training methods.
+        lr_grid_full: rates the ``full`` profile adds to ``lr_grid`` (a tuple for every arm
+            with a grid, or per arm name), e.g. two rates in quick and three in full.
         lr_key: dotted recipe key the grid sets (``"optimizer.lr"``).
         lr_select: per-unit metric that selects the rate (validation, never test).
         lr_select_mode: ``"max"`` or ``"min"`` for ``lr_select``.
@@ -281,6 +283,7 @@ class Experiment:
     unit: Callable[[dict[str, Any], Path], Mapping[str, float | None]] | None = None
     premises: tuple[Premise, ...] = ()
     lr_grid: tuple[float, ...] | Mapping[str, tuple[float, ...]] = ()
+    lr_grid_full: tuple[float, ...] | Mapping[str, tuple[float, ...]] = ()
     target: Target | None = None
     lr_key: str = "optimizer.lr"
     lr_select: str = "val_accuracy"
@@ -311,11 +314,16 @@ class Experiment:
                                      f"{arm!r}; arms are {names}.")
         grid = self.lr_grid
         per_arm = dict(grid) if isinstance(grid, Mapping) else {n: tuple(grid) for n in names}
+        if isinstance(self.lr_grid_full, Mapping):
+            for arm in self.lr_grid_full:
+                if arm not in per_arm:
+                    raise ValueError(f"Experiment {self.id!r}: lr_grid_full names arm {arm!r}, "
+                                     "which has no lr_grid.")
         for arm, rates in per_arm.items():
             if arm not in names:
                 raise ValueError(f"Experiment {self.id!r}: lr_grid names arm {arm!r}; arms are "
                                  f"{names}.")
-            rates = tuple(rates)
+            rates = self.grid_for(arm, "full")
             if len(set(rates)) != len(rates) or any(not r > 0 for r in rates):
                 raise ValueError(f"Experiment {self.id!r}: the learning rates of arm {arm!r} "
                                  f"must be distinct and positive, got {rates}.")
@@ -342,12 +350,17 @@ class Experiment:
     def grid_for(self, arm: str, profile: str | None = None) -> tuple[float, ...]:
         """The learning rates arm ``arm`` runs at (empty: once, as declared).
 
-        The ``smoke`` profile (tests, seconds) runs only the first rate of each grid.
+        The ``smoke`` profile (tests, seconds) runs only the first rate of each grid; ``full``
+        (and ``None``: every rate any profile runs) adds ``lr_grid_full``'s rates.
         """
         if isinstance(self.lr_grid, Mapping):
             rates = tuple(self.lr_grid.get(arm, ()))
         else:
             rates = tuple(self.lr_grid)
+        if rates and profile in (None, "full"):
+            full = self.lr_grid_full
+            extra = tuple(full.get(arm, ()) if isinstance(full, Mapping) else full)
+            rates = rates + extra
         return rates[:1] if profile == "smoke" else rates
 
     @property

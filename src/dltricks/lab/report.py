@@ -377,7 +377,9 @@ def _experiment_context(r: ExperimentResult, has_image: bool,
                 g = by_lr.get(x)
                 cells.append("" if g is None else fmt(g.val_mean) + (
                     f" ({g.n_failed} failed)" if g.n_failed else ""))
-            edge = (len(s.rates) > 1 and s.chosen_lr is not None
+            # with 3+ rates a choice at either end says the best rate may lie outside the
+            # grid; with 2 rates every choice is an end, so the mark would say nothing
+            edge = (len(s.rates) > 2 and s.chosen_lr is not None
                     and s.chosen_lr in (min(s.rates), max(s.rates)))
             cells.append("–" if s.chosen_lr is None else
                          f"{s.chosen_lr:g}" + (" (edge of the grid)" if edge else ""))

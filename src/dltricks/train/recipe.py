@@ -186,7 +186,8 @@ class TermConfig(_Strict):
     """
 
     name: str
-    weight: float = Field(1.0, ge=0, description="multiplies the term's loss in the total")
+    weight: float = Field(1.0, ge=0, description="multiplies the term's loss in the total "
+                          "(0: computed and logged only, never added to the loss)")
     kwargs: dict[str, Any] = Field(default_factory=dict)
 
 

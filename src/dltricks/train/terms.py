@@ -8,6 +8,10 @@ weight the recipe gives, to the supervised loss before the backward pass::
 
     total = task_loss(model(x), y) + sum_i weight_i * term_i(step)
 
+A term with ``weight: 0`` is a metric: it is computed without gradients and logged, never
+added to the total (so a NaN in it cannot reach the weights). The built-in ``task_scale`` term
+(:class:`TaskScale`) scales the task loss itself, e.g. for Hinton's ``(1 - alpha)`` share.
+
 A recipe switches terms on by name::
 
     objectives:
@@ -309,6 +313,40 @@ class LossTerm:
         """Restores :meth:`state_dict`."""
 
 
+# --------------------------------------------------------------------------- built-in terms
+
+
+class TaskScale(LossTerm):
+    """Scales the supervised task loss: with it the total is ``scale * task_loss + ...``.
+
+    The engine always adds the task loss once; this term adds ``(scale - 1) * task_loss`` (the
+    same tensor, not a second computation), so the gradient is exactly ``scale`` times the task
+    loss's. It makes mixtures such as Hinton et al.'s (2015) ``(1 - alpha) CE + alpha T^2 KL``
+    expressible with any soft term::
+
+        objectives:
+          - {name: task_scale, kwargs: {scale: 0.1}}            # (1 - alpha) CE
+          - {name: distill, weight: 0.9, kwargs: {teacher: runs/big, mix: false}}  # alpha T^2 KL
+
+    Early-exit losses of the model are not scaled. Logs ``term/task_scale`` (the added part).
+
+    Args:
+        scale: factor of the task loss, >= 0 (0: train on the other terms only).
+    """
+
+    def __init__(self, scale: float) -> None:
+        if not (isinstance(scale, int | float) and scale >= 0):
+            raise ValueError(f"task_scale: scale must be a number >= 0, got {scale!r}.")
+        self.scale = float(scale)
+
+    def __call__(self, step: StepContext) -> Tensor:
+        return (self.scale - 1.0) * step.loss
+
+
+#: Terms of this module, always available (the paradigms come through entry points).
+BUILTIN_TERMS: dict[str, type[LossTerm]] = {"task_scale": TaskScale}
+
+
 # --------------------------------------------------------------------------- registry
 
 _REGISTRY: dict[str, type[LossTerm]] = {}
@@ -339,14 +377,17 @@ def _entry_points() -> dict[str, Any]:
 
 
 def known_terms() -> list[str]:
-    """Names of every term available: registered in-process or through entry points."""
-    return sorted(set(_REGISTRY) | set(_entry_points()))
+    """Names of every term available: built in, registered in-process or through entry
+    points."""
+    return sorted(set(BUILTIN_TERMS) | set(_REGISTRY) | set(_entry_points()))
 
 
 def resolve_term(name: str) -> type[LossTerm]:
     """The term class registered under ``name``; an unknown name lists the known ones."""
     if name in _REGISTRY:
         return _REGISTRY[name]
+    if name in BUILTIN_TERMS:
+        return BUILTIN_TERMS[name]
     eps = _entry_points()
     if name not in eps:
         known = ", ".join(known_terms()) or "(none)"
@@ -412,12 +453,14 @@ def term_losses(bound: BoundTerm, step: StepContext) -> Iterator[tuple[str, Tens
 
 
 __all__ = [
+    "BUILTIN_TERMS",
     "ENTRY_POINT_GROUP",
     "BoundTerm",
     "LossTerm",
     "ModelOutput",
     "StepContext",
     "Stream",
+    "TaskScale",
     "TermContext",
     "as_model_output",
     "build_terms",

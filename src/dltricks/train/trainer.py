@@ -432,9 +432,12 @@ class Trainer:
                 )
                 n = float(y.shape[0])
                 for bound in self.terms:
-                    for key, value in term_losses(bound, step_ctx):
-                        total = total + bound.weight * value
-                        stats[f"{key}_sum"] = value.detach().float() * n
+                    log_only = bound.weight == 0.0  # weight 0: a metric, logged, not trained on
+                    with torch.no_grad() if log_only else contextlib.nullcontext():
+                        for key, value in term_losses(bound, step_ctx):
+                            if not log_only:
+                                total = total + bound.weight * value
+                            stats[f"{key}_sum"] = value.detach().float() * n
                 self._last_step_ctx = step_ctx
             self.scaler.scale(total / accum if accum > 1 else total).backward()
         self._pending.append(stats)
