@@ -48,7 +48,7 @@ def test_minilm_encodes_offline_with_meaningful_similarity():
 def test_minilm_pooling_matches_sentence_transformers_reference():
     st = pytest.importorskip("sentence_transformers")
     texts = list(DIGIT_DESCRIPTIONS[:3])
-    ref = st.SentenceTransformer(minilm_path(), device="cpu").encode(
+    ref = st.SentenceTransformer(str(minilm_path()), device="cpu").encode(
         texts, convert_to_tensor=True, normalize_embeddings=True)
     torch.testing.assert_close(encode_texts(texts), ref.cpu(), atol=1e-4, rtol=1e-4)
 

