@@ -8,6 +8,14 @@ Layout of one checkpoint (a folder, so that it appears whole or not at all)::
         state.pt            optimizer, scheduler, RNG, loop counters; loaded with weights_only=True
         meta.json           step, epoch, metrics, and the SHA-256 of every file above
 
+Trainable-only checkpoints (``trainable_only=True``, for fine-tunes of a large frozen body such as
+LoRA): the weights files hold the parameters that train and all buffers, not the frozen
+parameters, which the recipe rebuilds (pretrained weights, seeded initialisation). ``meta.json``
+then names the frozen parameters and holds a SHA-256 fingerprint of them (names, shapes, dtypes
+and bytes, in name order) per weights file; loading recomputes the fingerprint on the model it
+loads into and refuses a model whose frozen weights differ (:class:`FrozenWeightsError`), since
+the saved adapters mean nothing on top of another body.
+
 Writing: everything goes into a hidden temporary folder, each file is fsync'ed, then the folder
 is renamed into place (an atomic rename on POSIX) and the parent directory is fsync'ed. A kill
 at any moment leaves either the previous checkpoints or the new one, never half of one.
@@ -35,8 +43,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_model, save_model
-from torch import nn
+from safetensors.torch import load_file, load_model, save_file, save_model
+from torch import Tensor, nn
 
 from dltricks.utils.io import TMP_PREFIX, atomic_write_text, fsync_dir, fsync_file
 
@@ -45,6 +53,15 @@ PREFIX = "step_"
 
 class CheckpointError(RuntimeError):
     """A checkpoint that is missing, truncated or corrupted."""
+
+
+class FrozenWeightsError(CheckpointError, ValueError):
+    """A trainable-only checkpoint loaded into a model whose frozen weights differ from those it
+    was trained against.
+
+    Also a ``ValueError``: the checkpoint is intact, the model built for it is not the one it
+    needs (bad input, exit code 2 on the command line, as a recipe that no longer fits).
+    """
 
 
 def _sha256(path: Path) -> str:
@@ -63,6 +80,50 @@ def _fsync_file(path: Path) -> None:
 _fsync_dir = fsync_dir
 
 
+def _unique_entries(model: nn.Module) -> dict[str, Tensor]:
+    """The model's state by name, parameters as ``nn.Parameter`` (their ``requires_grad``
+    readable); a tensor reachable under several names (tied weights) appears under its first
+    name only, as it is stored once."""
+    seen: set[int] = set()
+    out: dict[str, Tensor] = {}
+    for name, t in model.state_dict(keep_vars=True).items():
+        if id(t) not in seen:
+            seen.add(id(t))
+            out[name] = t
+    return out
+
+
+def frozen_names(model: nn.Module) -> list[str]:
+    """Names of the model's frozen parameters (``requires_grad=False``), sorted; buffers are
+    never frozen in this sense (BatchNorm statistics change while training)."""
+    return sorted(n for n, t in _unique_entries(model).items()
+                  if isinstance(t, nn.Parameter) and not t.requires_grad)
+
+
+def frozen_fingerprint(model: nn.Module, names: list[str]) -> str:
+    """SHA-256 of the tensors ``names`` of ``model``: each one's name, shape, dtype and bytes,
+    in sorted name order (the bytes' length follows from shape and dtype: no ambiguity).
+
+    Raises:
+        KeyError: a name the model does not have.
+    """
+    state = model.state_dict(keep_vars=True)
+    h = hashlib.sha256()
+    for name in sorted(names):
+        t = state[name].detach()
+        h.update(f"{name}|{tuple(t.shape)}|{t.dtype}\n".encode())
+        # raw bytes of the values: reshape(-1) first, a 0-dim tensor cannot be viewed as bytes
+        h.update(t.cpu().contiguous().reshape(-1).view(torch.uint8).numpy())
+    return h.hexdigest()
+
+
+def _save_trainable(model: nn.Module, frozen: set[str], path: Path) -> None:
+    """Writes every tensor of ``model`` but the frozen parameters to a safetensors file."""
+    tensors = {n: t.detach().contiguous() for n, t in _unique_entries(model).items()
+               if n not in frozen}
+    save_file(tensors, str(path))
+
+
 def checkpoint_name(step: int) -> str:
     return f"{PREFIX}{step:08d}"
 
@@ -79,7 +140,19 @@ class Checkpoint:
         return int(self.meta["step"])
 
     def load_model(self, model: nn.Module, file: str = "model.safetensors") -> None:
-        """Loads weights into ``model`` (strict: every key must match)."""
+        """Loads weights into ``model`` (strict: every key must match).
+
+        A trainable-only checkpoint fills the tensors it holds and checks that the model's
+        frozen parameters are those it was trained against; nothing is changed when it refuses.
+
+        Raises:
+            CheckpointError: the file does not fit the model (names, shapes).
+            FrozenWeightsError: a trainable-only checkpoint and a model whose frozen weights
+                differ from those it was trained against.
+        """
+        if "frozen" in self.meta:
+            self._load_trainable(model, file)
+            return
         try:
             missing, unexpected = load_model(model, self.path / file, strict=False)
         except RuntimeError as exc:  # a tensor of another shape
@@ -90,6 +163,42 @@ class Checkpoint:
                 f"{self.path / file} does not fit the model: missing {sorted(missing)[:5]}, "
                 f"unexpected {sorted(unexpected)[:5]}."
             )
+
+    def _load_trainable(self, model: nn.Module, file: str) -> None:
+        path = self.path / file
+        frozen_info = self.meta["frozen"]
+        try:
+            frozen = set(frozen_info["names"])
+            digest = frozen_info["sha256"][file]
+        except (KeyError, TypeError):
+            raise CheckpointError(f"{self.path / 'meta.json'} has no frozen-weights "
+                                  f"fingerprint for {file}.") from None
+        tensors = load_file(path)
+        own = _unique_entries(model)
+        # strict on the saved subset: every non-frozen tensor of the model is in the file, the
+        # file holds nothing else, and the frozen names exist in the model
+        expected = set(own) - frozen
+        missing = sorted((expected - set(tensors)) | (frozen - set(own)))
+        unexpected = sorted(set(tensors) - expected)
+        if missing or unexpected:
+            raise CheckpointError(f"{path} does not fit the model: missing {missing[:5]}, "
+                                  f"unexpected {unexpected[:5]}.")
+        wrong = [n for n, t in tensors.items() if t.shape != own[n].shape]
+        if wrong:
+            n = wrong[0]
+            raise CheckpointError(f"{path} does not fit the model: {n} has shape "
+                                  f"{tuple(tensors[n].shape)} in the file and "
+                                  f"{tuple(own[n].shape)} in the model.")
+        if frozen_fingerprint(model, sorted(frozen)) != digest:
+            raise FrozenWeightsError(
+                f"{path}: the frozen weights of this model differ from those the checkpoint "
+                "was trained against (train.checkpoint.trainable_only saved only the trained "
+                "weights), so rebuild the model exactly as the run did: the same recipe, seed "
+                "and pretrained weights."
+            )
+        # keys and shapes were checked above; strict=False only because the frozen parameters
+        # (and tied aliases) are absent from the file by design
+        model.load_state_dict(tensors, strict=False)
 
     def load_state(self) -> dict[str, Any]:
         """The training state (optimizer, scheduler, RNG, counters), without unpickling code.
@@ -115,6 +224,7 @@ def save_checkpoint(
     state: dict[str, Any],
     meta: dict[str, Any] | None = None,
     ema: nn.Module | None = None,
+    trainable_only: bool = False,
 ) -> Path:
     """Writes one checkpoint atomically and returns its folder.
 
@@ -124,7 +234,10 @@ def save_checkpoint(
         model: weights to save (unwrap DDP first).
         state: tensors and plain Python values only (must load with ``weights_only=True``).
         meta: JSON-serialisable facts (epoch, metrics, reason).
-        ema: optional EMA model.
+        ema: optional EMA model (the same architecture as ``model``).
+        trainable_only: leave out the parameters of ``model`` with ``requires_grad=False``
+            (in the EMA file too) and record their names and fingerprints in ``meta.json``;
+            loading needs a model that rebuilds exactly those frozen weights.
     """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
@@ -132,14 +245,24 @@ def save_checkpoint(
     # a unique temporary folder: two writers never share one (the run lock prevents that
     # anyway); leftovers of killed writes are removed by :func:`prune`
     tmp = Path(tempfile.mkdtemp(dir=directory, prefix=f"{TMP_PREFIX}{final.name}."))
-    save_model(model, str(tmp / "model.safetensors"))
+    weights = {"model.safetensors": model}
     if ema is not None:
-        save_model(ema, str(tmp / "ema.safetensors"))
+        weights["ema.safetensors"] = ema
+    info = dict(meta or {})
+    if trainable_only:
+        frozen = frozen_names(model)
+        for file, module in weights.items():
+            _save_trainable(module, set(frozen), tmp / file)
+        info["frozen"] = {"names": frozen,
+                          "sha256": {file: frozen_fingerprint(module, frozen)
+                                     for file, module in weights.items()}}
+    else:
+        for file, module in weights.items():
+            save_model(module, str(tmp / file))
     torch.save(state, tmp / "state.pt")
     files = sorted(p.name for p in tmp.iterdir())
     for name in files:
         _fsync_file(tmp / name)
-    info = dict(meta or {})
     info.update(step=step, time=time.time(), files={n: _sha256(tmp / n) for n in files})
     with open(tmp / "meta.json", "w") as f:
         json.dump(info, f, indent=1)
@@ -233,8 +356,11 @@ __all__ = [
     "TMP_PREFIX",
     "Checkpoint",
     "CheckpointError",
+    "FrozenWeightsError",
     "atomic_write_text",
     "checkpoint_name",
+    "frozen_fingerprint",
+    "frozen_names",
     "latest_valid",
     "list_checkpoints",
     "load_latest",

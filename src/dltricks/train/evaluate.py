@@ -77,7 +77,10 @@ def checkpoint_weights_file(run_dir: Path, which: str = "best") -> tuple[ckpt.Ch
     """The checkpoint to evaluate (``best`` or ``last``) and which weights file in it.
 
     ``best`` is the checkpoint of the best validation value recorded in the newest loadable
-    checkpoint's state; the EMA weights are used where the run kept them.
+    checkpoint's state (an epoch that improves the monitored metric is always checkpointed,
+    whatever ``train.checkpoint.every_epochs``); the EMA weights are used where the run kept
+    them. :meth:`~dltricks.train.checkpoint.Checkpoint.load_model` of the result checks a
+    trainable-only checkpoint's frozen weights against the model it loads into.
     """
     run_dir = Path(run_dir)
     if which not in ("best", "last"):
@@ -102,6 +105,10 @@ def evaluate_run(run_dir: str | Path, split: str = "test", which: str = "best",
 
     Returns:
         (metrics, ``"<checkpoint folder>/<weights file>"``).
+
+    Raises:
+        FrozenWeightsError: the run saved trainable-only checkpoints and the model rebuilt from
+            its recipe has other frozen weights (a ``ValueError``: exit code 2 in the CLI).
     """
     from dltricks.train.components import autocast_factory, build_data, build_model_with_terms
     from dltricks.train.components import resolve_device as _device

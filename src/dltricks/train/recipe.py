@@ -145,8 +145,25 @@ class EarlyStoppingConfig(_Strict):
 
 
 class CheckpointConfig(_Strict):
+    """When checkpoints are written and what their weights files hold.
+
+    An epoch's end is checkpointed every ``every_epochs`` epochs, and always at the end of
+    training, when early stopping stops it, and when the validation value of ``train.monitor``
+    improves (so the best checkpoint always exists). A crash between two checkpoints costs the
+    epochs since the newest; resuming replays them exactly.
+    """
+
     every_steps: int | None = Field(None, gt=0, description="also checkpoint every N steps")
+    every_epochs: int = Field(
+        1, gt=0, description="checkpoint every N epoch ends (and always at the last epoch, on "
+                             "early stopping and when the monitored metric improves)"
+    )
     keep_last: int = Field(2, ge=1, description="how many recent checkpoints to keep")
+    trainable_only: bool = Field(
+        False, description="weights files hold only parameters with requires_grad=True and the "
+                           "buffers; the frozen ones are rebuilt from the recipe and checked "
+                           "against a fingerprint on load (LoRA, linear probes)"
+    )
 
 
 class TrainConfig(_Strict):

@@ -319,6 +319,7 @@ class Trainer:
             path = ckpt.save_checkpoint(
                 self.ckpt_dir, self.step, self.model, state, meta,
                 ema=self.ema.module if self.ema is not None else None,
+                trainable_only=self.recipe.train.checkpoint.trainable_only,
             )
             protect = {self.best_step} if self.best_step is not None else set()
             ckpt.prune(self.ckpt_dir, self.recipe.train.checkpoint.keep_last, protect)
@@ -705,13 +706,18 @@ class Trainer:
         return rec
 
     def _end_epoch(self, final: bool = False) -> bool:
-        """Evaluates, checkpoints, moves to the next epoch; returns True to stop early."""
+        """Evaluates, checkpoints, moves to the next epoch; returns True to stop early.
+
+        The checkpoint is written every ``train.checkpoint.every_epochs`` epochs and always at
+        the last epoch, on early stopping and when the monitored metric improved.
+        """
         tc = self.recipe.train
         epoch_done = self.epoch + 1
         metrics: dict[str, float] = {}
         stop = False
         self._flush_window()
         self.window_meter.reset()
+        improved = False
         if final or epoch_done % tc.eval_every_epochs == 0 or self.step >= self.total_steps:
             metrics = self.evaluate("val")
             if self.log is not None:
@@ -721,12 +727,18 @@ class Trainer:
                                 **train_metrics})
                 self.log.write({"split": "val", "step": self.step, "epoch": self.epoch,
                                 **metrics})
+            best_before = self.best_step
             stop = self._update_best(metrics)
+            improved = self.best_step != best_before
         self.train_meter.reset()
         self.epoch += 1
         self.micro_in_epoch = 0
         self.loop.stopped_early = stop
-        self.save_checkpoint("epoch_end", metrics)
+        last = final or stop or self.step >= self.total_steps
+        if last or improved or epoch_done % tc.checkpoint.every_epochs == 0:
+            # the last epoch's checkpoint is the run's result and the best one is kept for the
+            # summary and `dltricks eval`; a skipped epoch is replayed exactly on resume
+            self.save_checkpoint("epoch_end", metrics)
         for cb in self.callbacks:
             cb.on_epoch_end(self, metrics)
         return stop
