@@ -22,7 +22,9 @@ FROZEN_SENTENCE = ("frozen weights of this model differ from those the checkpoin
 
 class Freeze(T.LossTerm):
     """Freezes the parameters under ``prefix`` (as a linear probe or LoRA freezes a body);
-    ``shift`` moves the frozen weights, standing in for other pretrained weights."""
+    ``shift`` moves the frozen weights, standing in for other pretrained weights. The first
+    frozen value is set to -0.0, which pretrained weights hold and EMA averaging turns into
+    +0.0."""
 
     def __init__(self, prefix: str = "stages", shift: float = 0.0) -> None:
         self.prefix, self.shift = prefix, shift
@@ -33,6 +35,8 @@ class Freeze(T.LossTerm):
                 if name.startswith(self.prefix):
                     p.requires_grad_(False)
                     p.add_(self.shift)
+            first = next(p for n, p in ctx.model.named_parameters() if n.startswith(self.prefix))
+            first.view(-1)[0] = -0.0
 
     def __call__(self, step: T.StepContext) -> torch.Tensor:
         return step.loss.detach() * 0.0  # weight 0: logged only
@@ -191,8 +195,10 @@ def test_trainable_only_resume_equals_uninterrupted(tmp_path, digits, at_epoch_e
     """A trainable-only run interrupted and resumed ends bit-identical (every weight, frozen or
     not, BatchNorm statistics and EMA included) to an uninterrupted run, whose weights are also
     those of a run that saved full checkpoints: a loader that drops the buffers or the EMA
-    subset, or a checkpoint that lost a trained tensor, fails."""
-    r = frozen_cnn(True, epochs=2, ema={"enabled": True, "decay": 0.9})
+    subset, or a checkpoint that lost a trained tensor, fails. The best checkpoint is the
+    first epoch's (min_delta 1.0), so the summary loads an EMA file into a copy of the model."""
+    r = frozen_cnn(True, epochs=2, ema={"enabled": True, "decay": 0.9},
+                   early_stopping={"min_delta": 1.0})
     full_t = Trainer(r, tmp_path / "full", data=digits)
     full = full_t.fit()
     stop_after = full_t.steps_per_epoch if at_epoch_end else 5
@@ -202,9 +208,11 @@ def test_trainable_only_resume_equals_uninterrupted(tmp_path, digits, at_epoch_e
     assert t.step == stop_after
     resumed = t.fit()
     assert resumed == {**full, "run_dir": resumed["run_dir"]}
+    assert full["best_step"] == full_t.steps_per_epoch < full["steps"]
     assert_same_run(tmp_path / "full", tmp_path / "cut", full_t.model, t.model)
     assert_same_run(tmp_path / "full", tmp_path / "cut", full_t.ema.module, t.ema.module)
-    plain = frozen_cnn(False, epochs=2, ema={"enabled": True, "decay": 0.9})
+    plain = frozen_cnn(False, epochs=2, ema={"enabled": True, "decay": 0.9},
+                       early_stopping={"min_delta": 1.0})
     plain_t = Trainer(plain, tmp_path / "plain", data=digits)
     plain_t.fit()
     for k, v in full_state(plain_t.model).items():
@@ -242,6 +250,31 @@ def test_changed_frozen_weights_are_refused_and_nothing_is_loaded(tmp_path):
         assert isinstance(err.value, ValueError)  # bad input: exit code 2 in the CLI
         for k, v in before.items():
             assert torch.equal(bad.state_dict()[k], v), k
+
+
+def test_ema_file_with_averaged_signed_zeros_loads_into_a_fresh_model(tmp_path):
+    """EMA averaging turns a frozen -0.0 into +0.0 (same weight, other bytes): the EMA file of a
+    trainable-only checkpoint still loads into a freshly built model, and its fingerprint is the
+    model file's. A fingerprint of the raw bytes refuses it."""
+    from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+    src = _frozen_mlp(0)
+    with torch.no_grad():
+        src[0].weight[0, 0] = -0.0
+    ema = AveragedModel(src, multi_avg_fn=get_ema_multi_avg_fn(0.9), use_buffers=True)
+    ema.update_parameters(src)
+    ema.update_parameters(src)
+    flipped = ema.module[0].weight[0, 0]
+    assert flipped == 0 and not torch.signbit(flipped)  # the premise: averaging flipped it
+    found = ckpt.verify(ckpt.save_checkpoint(tmp_path, 1, src, {}, ema=ema.module,
+                                             trainable_only=True))
+    sha = found.meta["frozen"]["sha256"]
+    assert sha["ema.safetensors"] == sha["model.safetensors"]
+    fresh = _frozen_mlp(0)
+    with torch.no_grad():
+        fresh[0].weight[0, 0] = -0.0
+    found.load_model(fresh, "ema.safetensors")
+    assert torch.equal(fresh[2].weight, ema.module[2].weight)
 
 
 def test_trainable_only_keys_are_checked_strictly(tmp_path):

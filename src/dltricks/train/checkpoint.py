@@ -8,13 +8,13 @@ Layout of one checkpoint (a folder, so that it appears whole or not at all)::
         state.pt            optimizer, scheduler, RNG, loop counters; loaded with weights_only=True
         meta.json           step, epoch, metrics, and the SHA-256 of every file above
 
-Trainable-only checkpoints (``trainable_only=True``, for fine-tunes of a large frozen body such as
-LoRA): the weights files hold the parameters that train and all buffers, not the frozen
-parameters, which the recipe rebuilds (pretrained weights, seeded initialisation). ``meta.json``
-then names the frozen parameters and holds a SHA-256 fingerprint of them (names, shapes, dtypes
-and bytes, in name order) per weights file; loading recomputes the fingerprint on the model it
-loads into and refuses a model whose frozen weights differ (:class:`FrozenWeightsError`), since
-the saved adapters mean nothing on top of another body.
+Trainable-only checkpoints (``trainable_only=True``, for fine-tunes of a large frozen body such
+as LoRA): the weights files hold the parameters that train and all buffers, not the frozen
+parameters, which the recipe rebuilds (pretrained weights, seeded initialisation).
+``meta.json`` then names the frozen parameters and holds a SHA-256 fingerprint of them (names,
+shapes, dtypes and bytes in name order, -0.0 counted as +0.0) per weights file; loading
+recomputes the fingerprint on the model it loads into and refuses a model whose frozen weights
+differ (:class:`FrozenWeightsError`): the saved adapters mean nothing on top of another body.
 
 Writing: everything goes into a hidden temporary folder, each file is fsync'ed, then the folder
 is renamed into place (an atomic rename on POSIX) and the parent directory is fsync'ed. A kill
@@ -104,16 +104,22 @@ def frozen_fingerprint(model: nn.Module, names: list[str]) -> str:
     """SHA-256 of the tensors ``names`` of ``model``: each one's name, shape, dtype and bytes,
     in sorted name order (the bytes' length follows from shape and dtype: no ambiguity).
 
+    Floating-point zeros are hashed as +0.0: -0.0 is the same weight, and the EMA's averaging
+    (``lerp`` of two equal values) turns a pretrained -0.0 into +0.0, so an EMA file's frozen
+    weights would otherwise never match a freshly built model.
+
     Raises:
         KeyError: a name the model does not have.
     """
     state = model.state_dict(keep_vars=True)
     h = hashlib.sha256()
     for name in sorted(names):
-        t = state[name].detach()
+        t = state[name].detach().cpu()
+        if t.is_floating_point() or t.is_complex():
+            t = t + 0.0  # IEEE: -0.0 + 0.0 == +0.0; every other value is unchanged
         h.update(f"{name}|{tuple(t.shape)}|{t.dtype}\n".encode())
         # raw bytes of the values: reshape(-1) first, a 0-dim tensor cannot be viewed as bytes
-        h.update(t.cpu().contiguous().reshape(-1).view(torch.uint8).numpy())
+        h.update(t.contiguous().reshape(-1).view(torch.uint8).numpy())
     return h.hexdigest()
 
 
