@@ -171,6 +171,8 @@ class Checkpoint:
             )
 
     def _load_trainable(self, model: nn.Module, file: str) -> None:
+        """:meth:`load_model` of a trainable-only checkpoint: checks names, shapes and the
+        frozen-weights fingerprint first, then copies the saved tensors."""
         path = self.path / file
         frozen_info = self.meta["frozen"]
         try:
