@@ -337,3 +337,32 @@ def test_resume_and_eval_refuse_other_frozen_weights(tmp_path, digits):
     meta = json.loads((ckpt.list_checkpoints(tmp_path / "r" / "checkpoints")[-1]
                        / "meta.json").read_text())
     assert len(meta["frozen"]["sha256"]["model.safetensors"]) == 64
+
+
+def test_eval_of_a_recipe_with_another_architecture_exits_2(tmp_path, digits):
+    """A checkpoint that does not fit the model the recipe builds is bad input (exit 2 and the
+    sentence), not a failed run (exit 1, kept for corrupted checkpoints)."""
+    from dltricks.cli.main import app
+
+    r = frozen_cnn(False, steps=4)
+    Trainer(r, tmp_path / "r", data=digits).fit()
+    wider = make(model={"name": "small_cnn", "kwargs": {"channels": [8, 24], "norm": "batch"}},
+                 train={"steps": 4})
+    (tmp_path / "r" / "recipe.yaml").write_text(wider.to_yaml())
+    res = CliRunner().invoke(app, ["eval", str(tmp_path / "r")])
+    assert res.exit_code == 2, res.output
+    assert "does not fit the model" in " ".join(res.output.split())
+    assert "Traceback" not in res.output
+
+
+def test_a_trainable_only_run_is_refused_as_an_init(tmp_path, digits):
+    """Fine-tuning from a trainable-only run would copy the adapters and head alone and keep a
+    fresh body where the names match: `pretrained_state` refuses it with a sentence, and reads
+    the same run saved with full checkpoints."""
+    from dltricks.methods.transfer import pretrained_state
+
+    Trainer(frozen_cnn(True, steps=4), tmp_path / "only", data=digits).fit()
+    with pytest.raises(ValueError, match="trainable_only"):
+        pretrained_state(tmp_path / "only")
+    Trainer(frozen_cnn(False, steps=4), tmp_path / "full", data=digits).fit()
+    assert any(k.startswith("stages") for k in pretrained_state(tmp_path / "full"))

@@ -286,6 +286,12 @@ def pretrained_state(init: str | Path, which: Literal["best", "last"] = "best"
     from dltricks.train.trainer import checkpoint_weights_file
 
     found, file = checkpoint_weights_file(path, which)
+    if "frozen" in found.meta:
+        # its weights file lacks the frozen body: copying it "where the names match" would
+        # silently start the new run from the adapters and head alone
+        raise ValueError(f"init {str(path)!r} was saved with train.checkpoint.trainable_only: its "
+                         "checkpoints hold only the weights that trained, not the frozen body "
+                         "it was trained against. Start from a run saved with full checkpoints.")
     return load_file(found.path / file)
 
 

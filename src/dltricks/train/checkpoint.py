@@ -55,13 +55,18 @@ class CheckpointError(RuntimeError):
     """A checkpoint that is missing, truncated or corrupted."""
 
 
-class FrozenWeightsError(CheckpointError, ValueError):
-    """A trainable-only checkpoint loaded into a model whose frozen weights differ from those it
-    was trained against.
+class CheckpointMismatchError(CheckpointError, ValueError):
+    """An intact checkpoint that does not fit the model built for it (other names or shapes).
 
-    Also a ``ValueError``: the checkpoint is intact, the model built for it is not the one it
-    needs (bad input, exit code 2 on the command line, as a recipe that no longer fits).
+    Also a ``ValueError``: the checkpoint is fine, the model (the recipe, the architecture) is
+    not the one it needs — bad input, exit code 2 on the command line, as a recipe that no
+    longer fits — where a corrupted checkpoint is a failure (exit code 1).
     """
+
+
+class FrozenWeightsError(CheckpointMismatchError):
+    """A trainable-only checkpoint loaded into a model whose frozen weights differ from those it
+    was trained against."""
 
 
 def _sha256(path: Path) -> str:
@@ -152,7 +157,7 @@ class Checkpoint:
         frozen parameters are those it was trained against; nothing is changed when it refuses.
 
         Raises:
-            CheckpointError: the file does not fit the model (names, shapes).
+            CheckpointMismatchError: the file does not fit the model (names, shapes).
             FrozenWeightsError: a trainable-only checkpoint and a model whose frozen weights
                 differ from those it was trained against.
         """
@@ -163,9 +168,10 @@ class Checkpoint:
             missing, unexpected = load_model(model, self.path / file, strict=False)
         except RuntimeError as exc:  # a tensor of another shape
             first = str(exc).strip().splitlines()[0]
-            raise CheckpointError(f"{self.path / file} does not fit the model: {first}") from None
+            raise CheckpointMismatchError(
+                f"{self.path / file} does not fit the model: {first}") from None
         if missing or unexpected:
-            raise CheckpointError(
+            raise CheckpointMismatchError(
                 f"{self.path / file} does not fit the model: missing {sorted(missing)[:5]}, "
                 f"unexpected {sorted(unexpected)[:5]}."
             )
@@ -189,14 +195,14 @@ class Checkpoint:
         missing = sorted((expected - set(tensors)) | (frozen - set(own)))
         unexpected = sorted(set(tensors) - expected)
         if missing or unexpected:
-            raise CheckpointError(f"{path} does not fit the model: missing {missing[:5]}, "
-                                  f"unexpected {unexpected[:5]}.")
+            raise CheckpointMismatchError(f"{path} does not fit the model: missing "
+                                          f"{missing[:5]}, unexpected {unexpected[:5]}.")
         wrong = [n for n, t in tensors.items() if t.shape != own[n].shape]
         if wrong:
             n = wrong[0]
-            raise CheckpointError(f"{path} does not fit the model: {n} has shape "
-                                  f"{tuple(tensors[n].shape)} in the file and "
-                                  f"{tuple(own[n].shape)} in the model.")
+            raise CheckpointMismatchError(f"{path} does not fit the model: {n} has shape "
+                                          f"{tuple(tensors[n].shape)} in the file and "
+                                          f"{tuple(own[n].shape)} in the model.")
         if frozen_fingerprint(model, sorted(frozen)) != digest:
             raise FrozenWeightsError(
                 f"{path}: the frozen weights of this model differ from those the checkpoint "
@@ -364,6 +370,7 @@ __all__ = [
     "TMP_PREFIX",
     "Checkpoint",
     "CheckpointError",
+    "CheckpointMismatchError",
     "FrozenWeightsError",
     "atomic_write_text",
     "checkpoint_name",
