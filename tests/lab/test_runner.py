@@ -97,6 +97,39 @@ def test_resume_after_interruption_reuses_finished_units(tmp_path):
     assert (counter.ran, counter.reused) == (2, 0)
 
 
+def test_a_changed_claim_reanalyses_stored_units_without_training(tmp_path):
+    """Claims and premises decide the verdict, not the runs: changing them reuses every stored
+    unit and the new analysis reads the new claims; a changed recipe or another package
+    version (the stored file's own) trains again."""
+    from dataclasses import replace
+
+    first = run_experiment(tiny(), "smoke", tmp_path)
+    assert [c["metric"] for c in first["analysis"]["comparisons"]] == ["mean_train_loss"]
+    stored = json.loads((tmp_path / "results" / "tiny.json").read_text())
+    stored.pop("units_key")  # as written before the key was split: recomputed from its config
+    (tmp_path / "results" / "tiny.json").write_text(json.dumps(stored))
+    new_claims = replace(tiny(), claims=(Claim("adam", "sgd", "final_train_loss", "lower"),))
+    counter = _Counter(None)
+    again = run_experiment(new_claims, "smoke", tmp_path, counter=counter)
+    assert (counter.ran, counter.reused) == (0, 4)
+    assert again["key"] != first["key"] and again["units_key"] == first["units_key"]
+    assert [c["metric"] for c in again["analysis"]["comparisons"]] == ["final_train_loss"]
+    reread = json.loads((tmp_path / "results" / "tiny.json").read_text())
+    assert reread["units"] == stored["units"]  # the stored runs, untouched
+    # another package version: the stored units are not reused
+    stored = json.loads((tmp_path / "results" / "tiny.json").read_text())
+    stored["versions"]["dltricks"] = "0.0.0-old"
+    (tmp_path / "results" / "tiny.json").write_text(json.dumps(stored))
+    counter = _Counter(None)
+    run_experiment(new_claims, "smoke", tmp_path, counter=counter)
+    assert (counter.ran, counter.reused) == (4, 0)
+    # a changed recipe (the baseline's learning rate): trained again
+    other_lr = replace(new_claims, base={**tiny().base, "optimizer": {"name": "sgd", "lr": 0.02}})
+    counter = _Counter(None)
+    run_experiment(other_lr, "smoke", tmp_path, counter=counter)
+    assert (counter.ran, counter.reused) == (4, 0)
+
+
 def test_a_crashing_experiment_does_not_stop_the_others(tmp_path):
     bad = tiny("broken", model="no_such_model")
     summary = run_lab([bad, tiny("fine")], "smoke", tmp_path, progress=False)

@@ -524,11 +524,25 @@ def deep_merge(dst: dict[str, Any], src: Mapping[str, Any]) -> dict[str, Any]:
     return dst
 
 
-def config_key(config: Mapping[str, Any]) -> str:
-    """Hash of an experiment config and the package version: results are valid for this key."""
-    blob = json.dumps({"config": config, "version": dltricks.__version__}, sort_keys=True,
-                      default=str)
+def config_key(config: Mapping[str, Any], version: str | None = None) -> str:
+    """Hash of an experiment config and the package version (``version``, default: this one)."""
+    blob = json.dumps({"config": config, "version": version or dltricks.__version__},
+                      sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+#: Config fields that only the analysis reads (:func:`dltricks.lab.verdicts.analyze`): which
+#: comparisons and premises decide the verdict, how a learning rate is chosen, the arms' labels.
+#: No unit's result depends on them, so a change to them re-analyses stored units.
+ANALYSIS_FIELDS: frozenset[str] = frozenset(
+    {"claims", "premises", "lr_select", "lr_select_mode", "base_arms"})
+
+
+def units_key(config: Mapping[str, Any], version: str | None = None) -> str:
+    """Hash of what determines an experiment's units: its config without
+    :data:`ANALYSIS_FIELDS` (recipes, seeds, probes, evaluators, data, unit source) and the
+    package version. Stored units are reused while it matches."""
+    return config_key({k: v for k, v in config.items() if k not in ANALYSIS_FIELDS}, version)
 
 
 EXPERIMENTS: Registry[Experiment] = Registry("experiment")
@@ -555,6 +569,7 @@ def list_experiments() -> list[Experiment]:
 
 
 __all__ = [
+    "ANALYSIS_FIELDS",
     "DEFAULT_BUDGETS",
     "EXPERIMENTS",
     "METRICS",
@@ -570,5 +585,6 @@ __all__ = [
     "get_experiment",
     "list_experiments",
     "register_experiment",
+    "units_key",
     "variant_name",
 ]

@@ -7,11 +7,14 @@ Layout of a lab run folder::
         runs/<experiment>/<arm>/s<seed>/   the Trainer's run folder (recipe, metrics.jsonl)
         results.json, report.html, report.md, figures/   written by :mod:`dltricks.lab.report`
 
-A result file is valid for the hash of its experiment's config and the package version
-(:func:`~dltricks.lab.experiment.config_key`). A rerun keeps the finished (arm, seed) units of a
-valid file, so an interrupted run resumes where it stopped and a repeated run costs nothing; a
-changed config or version starts the experiment afresh. A unit that raises is recorded with its
-error and traceback (and retried by the next run); the other units and experiments still run.
+A result file's units are valid for the hash of what determines them — its experiment's config
+without the fields only the analysis reads (claims, premises, rate selection, labels) — and the
+package version (:func:`~dltricks.lab.experiment.units_key`). A rerun keeps the finished (arm,
+seed) units of a valid file, so an interrupted run resumes where it stopped and a repeated run
+costs nothing; a changed recipe, seed list, probe, evaluator, unit source, data or version
+starts the experiment afresh, a changed claim or premise only re-analyses the stored units. A
+unit that raises is recorded with its error and traceback (and retried by the next run); the
+other units and experiments still run.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from dltricks.lab.experiment import Experiment, Profile, config_key
+from dltricks.lab.experiment import Experiment, Profile, config_key, units_key
 from dltricks.lab.results import ResultError, dump_result, load_result_file
 from dltricks.lab.unit import DataCache, GradByDepth, reliability, run_function_unit, run_unit
 from dltricks.lab.verdicts import analyze
@@ -74,6 +77,15 @@ def machine_info() -> dict[str, str]:
     return _machine_info()
 
 
+def _stored_units_key(old: Mapping[str, Any]) -> str | None:
+    """The units key of a stored result, recomputed from its own config and package version
+    (results written before the key was split hold only the whole config's key)."""
+    try:
+        return units_key(old["config"], old["versions"]["dltricks"])
+    except (KeyError, TypeError):
+        return None
+
+
 class _ExperimentRun:
     """One experiment's result file being filled by units as they finish."""
 
@@ -85,11 +97,14 @@ class _ExperimentRun:
         key = config_key(config)
         old = load_result(out, exp.id)
         units: dict[str, Any] = {}
-        if old is not None and old.get("key") == key:
+        if old is not None and _stored_units_key(old) == units_key(config):
+            # the same runs; claims, premises or the rate selection may have changed, which
+            # re-analyses them (finish)
             units = {k: u for k, u in old.get("units", {}).items() if u.get("status") == "ok"}
         self.reused = len(units)
         self.result: dict[str, Any] = {
-            "id": exp.id, "key": key, "profile": profile, "tips": list(exp.tips),
+            "id": exp.id, "key": key, "units_key": units_key(config), "profile": profile,
+            "tips": list(exp.tips),
             "title": exp.title, "claim": exp.claim, "setup": exp.setup, "notes": exp.notes,
             "plots": list(exp.plots), "config": config, "versions": versions(),
             "machine": machine_info(), "execution": dict(execution), "units": units,

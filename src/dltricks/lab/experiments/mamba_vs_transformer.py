@@ -325,19 +325,25 @@ _experiment(
     arms=_arms(("mamba", "early_exit"), "classifier", depth=4,
                labels={"mamba": "Mamba, 4 layers", "early_exit": "Mamba, 4 layers, early exit"},
                num_classes=10, in_channels=1),
-    claims=(Claim("early_exit", "mamba", "avg_depth", "lower",
-                  tips=("mamba-dynamic-scaling", "vs-mamba-skip-layers")),
-            Claim("early_exit", "mamba", "latency_ms", "lower",
-                  tips=("mamba-dynamic-scaling", "vs-mamba-skip-layers")),
-            Claim("early_exit", "mamba", "test_accuracy", "higher", primary=False)),
+    # depth and latency test the guide's "skips layers, less computation"; the claim's "at no
+    # loss of test accuracy" is primary too, for the tips that recommend Mamba for inputs of
+    # varying difficulty (saving layers at an accuracy cost is a trade-off, not support)
+    claims=(Claim("early_exit", "mamba", "avg_depth", "lower"),
+            Claim("early_exit", "mamba", "latency_ms", "lower"),
+            Claim("early_exit", "mamba", "test_accuracy", "higher",
+                  tips=("vs-mamba-use-dynamic", "choose-mamba-varied-input"))),
     premises=(_learns("mamba", "the full-depth Mamba", "MNIST-1D"),
               _learns("early_exit", "the early-exit Mamba", "MNIST-1D")),
     target=_M1_TARGET,
     budgets=_EE_BUDGETS,
     evaluators=("cost", "exit_depth"),
     plots=("curves", "bars:avg_depth", "by:acc_thr"),
-    notes="Accuracy 'higher' is the guide's no-loss claim tested one-sided: a contradicted "
-          "verdict there means early exits cost accuracy. latency_ms is a 32-sample batch: "
+    notes="Accuracy 'higher' is the claim's 'at no loss of test accuracy' tested one-sided: a "
+          "contradicted verdict there means early exits cost accuracy, and the experiment "
+          "(and the two tips that recommend Mamba for inputs of varying difficulty) is then "
+          "'conflicting'; the layer-skipping tips rest on depth and latency alone. "
+          "(Until 2026-11-30 the accuracy comparison was reported beside only, so an accuracy "
+          "cost could not lower the verdict.) latency_ms is a 32-sample batch: "
           "the batch stops computing a layer only for the inputs that left. Depth and latency "
           "are read on models that learned the task (premises).",
 )
