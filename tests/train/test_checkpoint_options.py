@@ -12,9 +12,9 @@ from typer.testing import CliRunner
 from dltricks.data import create_dataset
 from dltricks.train import checkpoint as ckpt
 from dltricks.train import terms as T
-from dltricks.train.recipe import recipe_from_dict
 from dltricks.train.run import read_metrics
 from dltricks.train.trainer import Callback, ResumeError, Trainer, TrainingInterrupted
+from tests.train.test_trainer import make as trainer_recipe
 
 FROZEN_SENTENCE = ("frozen weights of this model differ from those the checkpoint was trained "
                    "against")
@@ -55,16 +55,9 @@ def digits():
 
 
 def make(**sections):
-    base = {
-        "name": "t",
-        "model": {"name": "mlp", "kwargs": {"hidden": [32], "dropout": 0.2}},
-        "data": {"name": "digits", "batch_size": 32},
-        "optimizer": {"name": "adam", "lr": 3e-3},
-        "train": {"epochs": 2, "log_every_steps": 5},
-    }
-    for k, v in sections.items():
-        base[k] = {**base.get(k, {}), **v} if isinstance(v, dict) else v
-    return recipe_from_dict(base)
+    """test_trainer's recipe, its MLP with dropout (whose RNG stream must resume exactly too)."""
+    sections.setdefault("model", {"name": "mlp", "kwargs": {"hidden": [32], "dropout": 0.2}})
+    return trainer_recipe(**sections)
 
 
 def frozen_cnn(trainable_only=True, shift=0.0, **train):
