@@ -132,3 +132,18 @@ def test_partial_results_count_only_the_seeds_that_ran():
     r = _result({"mamba": [1.0, 1.0, 0.0, None, None, None, None, None]}, [])
     assert learned(r, "mamba") is True
     assert not_learned_text(r, "mamba").endswith("(2/3 seeds reached 0.95)")
+
+
+def test_dynamic_depth_row_rests_on_computation_with_accuracy_beside():
+    """The guide's row is "dynamic scaling reduces redundant computation": fewer layers and
+    less latency decide it; the lab experiment's primary "no loss of accuracy" comparison,
+    contradicted here, is shown beside and does not turn the row into "conflicting"."""
+    ee = _result({"mamba": [1.0, 1.0, 1.0], "early_exit": [1.0, 1.0, 1.0]},
+                 [_comp("early_exit", "mamba", "avg_depth", "supported", mt=1.2, mb=4.0),
+                  _comp("early_exit", "mamba", "latency_ms", "supported", mt=12.0, mb=32.0),
+                  _comp("early_exit", "mamba", "test_accuracy", "contradicted")],
+                 threshold=0.9)
+    ee["analysis"]["arms"]["early_exit"]["metrics"]["avg_depth"] = {"mean": 1.2}
+    row = {r["id"]: r for r in evaluate_claims(_acc(mvt_early_exit=ee))}["dynamic_depth"]
+    assert row["verdict"] == "supported"
+    assert "(contradicted)" in row["evidence"]  # the accuracy comparison's verdict, beside
