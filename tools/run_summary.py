@@ -27,6 +27,17 @@ def _planned(result: dict[str, Any]) -> int:
     return len(config.get("seeds", [])) * len(config.get("arms", []))
 
 
+def _cpu_cell(cpu: float | None) -> str:
+    return "—" if cpu is None else f"{cpu:.0f}"
+
+
+def _cpu_total(rows: list[dict]) -> str:
+    known = [x["cpu"] for x in rows if x["cpu"] is not None]
+    missing = len(rows) - len(known)
+    return (f"{sum(known):.0f} CPU seconds"
+            + (f" ({missing} experiment(s) without recorded CPU times)." if missing else "."))
+
+
 def summarise(out: Path, sort: str = "cost") -> str:
     files = sorted((out / "results").glob("*.json"))
     if not files:
@@ -38,7 +49,10 @@ def summarise(out: Path, sort: str = "cost") -> str:
         units = r.get("units") or {}
         ok = [u for u in units.values() if u.get("status") == "ok"]
         secs = sum(float(u.get("seconds") or 0.0) for u in units.values())
-        cpu = sum(float(u.get("cpu_seconds") or 0.0) for u in units.values())
+        # None where no unit recorded its CPU time (results written before it was measured)
+        cpus = [float(u["cpu_seconds"]) for u in units.values()
+                if u.get("cpu_seconds") is not None]
+        cpu = sum(cpus) if cpus else None
         verdict = (r.get("analysis") or {}).get("verdict") if r.get("status") != "partial" else None
         rows.append({"id": r["id"], "profile": r.get("profile"), "status": r.get("status"),
                      "done": len(ok), "planned": _planned(r), "seconds": secs, "cpu": cpu,
@@ -53,14 +67,13 @@ def summarise(out: Path, sort: str = "cost") -> str:
              "|---|---|---|---|---|---|---|"]
     for x in rows:
         lines.append(f"| `{x['id']}` | {x['profile']} | {x['status']} | {x['done']}/{x['planned']}"
-                     f" | {x['seconds']:.0f} | {x['cpu']:.0f} | {x['verdict']} |")
+                     f" | {x['seconds']:.0f} | {_cpu_cell(x['cpu'])} | {x['verdict']} |")
     done = sum(x["done"] for x in rows)
     planned = sum(x["planned"] for x in rows)
     complete = sum(x["status"] == "complete" for x in rows)
     verdicts = collections.Counter(x["verdict"] for x in rows if x["verdict"] != "—")
     lines += ["", f"{len(rows)} experiments ({complete} complete), {done}/{planned} units, "
-              f"{sum(x['seconds'] for x in rows):.0f} unit-seconds, "
-              f"{sum(x['cpu'] for x in rows):.0f} CPU seconds.",
+              f"{sum(x['seconds'] for x in rows):.0f} unit-seconds, " + _cpu_total(rows),
               "Verdicts: " + (", ".join(f"{n} {v}" for v, n in verdicts.most_common()) or "none"),
               "Machines: " + "; ".join(f"{m} ({', '.join(sorted(e))})"
                                        for m, e in sorted(machines.items()))]

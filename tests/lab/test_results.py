@@ -159,6 +159,19 @@ def test_run_summary_counts_units_cost_and_verdicts_of_a_run(lab_run, tmp_path):
         assert cells[4] == f"{sum(u['seconds'] for u in r['units'].values()):.0f}"
         assert cells[6] == r["analysis"]["verdict"]
     assert f"{len(results)} experiments ({len(results)} complete)" in proc.stdout
+    # results without recorded CPU times show a dash, not 0, and the total says so
+    old = tmp_path / "old"
+    (old / "results").mkdir(parents=True)
+    for exp_id, r in results.items():
+        for u in r["units"].values():
+            u.pop("cpu_seconds", None)
+        (old / "results" / f"{exp_id}.json").write_text(json.dumps(r))
+        break
+    proc = subprocess.run([sys.executable, str(summary_script), str(old)],
+                          capture_output=True, text=True, timeout=120)
+    row = next(line for line in proc.stdout.splitlines() if line.startswith("| `"))
+    assert [c.strip() for c in row.strip("|").split("|")][5] == "—"
+    assert "(1 experiment(s) without recorded CPU times)" in proc.stdout
     bad = subprocess.run([sys.executable, str(summary_script), str(tmp_path)],
                          capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and "not a lab run folder" in bad.stderr
