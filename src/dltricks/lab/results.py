@@ -187,7 +187,8 @@ class ExperimentResult(_Model):
 
     id: str
     status: Literal["partial", "complete", "error"]
-    key: str | None = None
+    key: str | None = None  # hash of the whole config (experiment.config_key)
+    units_key: str | None = None  # what the stored units are valid for (experiment.units_key)
     profile: str | None = None
     tips: list[str] = Field(default_factory=list)
     title: str = ""
