@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import dltricks.lab.experiments  # noqa: F401  (registers the experiments)
-from dltricks.lab.experiment import get_experiment
+from dltricks.lab.experiment import get_experiment, recipe_lr
 from dltricks.lab.experiments import paradigms_ii as p2
 from dltricks.lab.verdicts import analyze
 
@@ -34,7 +34,7 @@ def test_every_trained_arm_gets_a_grid_selected_on_a_validation_metric(exp_id):
         recipe = exp.recipe(arm, 0, "quick")
         if "@lr=" in arm.name:
             assert recipe["optimizer"]["lr"] == pytest.approx(float(arm.name.split("@lr=")[1]))
-        assert p2._lr(recipe) > 0
+        assert recipe_lr(recipe) > 0
     # compared arms: a claim between two arms never pits a tuned arm against an untuned
     # trained one
     for c in exp.claims:
@@ -71,9 +71,9 @@ def test_units_train_at_the_rate_of_the_recipe_and_return_the_selection_metric(
 
 def test_a_unit_without_a_learning_rate_says_so():
     with pytest.raises(ValueError, match=r"recipe\['optimizer'\]\['lr'\]"):
-        p2._lr({"optimizer": {}})
+        recipe_lr({"optimizer": {}})
     with pytest.raises(ValueError, match="positive"):
-        p2._lr({"optimizer": {"lr": 0.0}})
+        recipe_lr({"optimizer": {"lr": 0.0}})
 
 
 def test_gap_regression_validation_points_avoid_the_gap_and_leave_train_and_test_unchanged():

@@ -464,11 +464,27 @@ class Experiment:
             else f"{self.unit.__module__}:{self.unit.__qualname__}",
         }
         if self.unit is not None:
-            # a changed unit function invalidates its stored results (its module's source:
-            # the helpers it calls usually live beside it); a recipe experiment's config has
-            # no source field, so its key stays what it was before sources were hashed
-            config["unit_source"] = _source_hash(self.unit)
+            # a changed unit function, or a helper or constant of its module it uses,
+            # invalidates its stored results; a recipe experiment's config has no source field
+            config["unit_source"] = unit_source_hash(self.unit)
         return config
+
+
+def recipe_lr(recipe: Mapping[str, Any]) -> float:
+    """The learning rate a function unit trains at: ``recipe["optimizer"]["lr"]``, where the
+    lab's grid sets it (``Experiment.lr_key``, default ``"optimizer.lr"``).
+
+    Raises:
+        ValueError: the recipe has no positive number there (one sentence naming what it has).
+    """
+    try:
+        lr = float(recipe["optimizer"]["lr"])
+    except (KeyError, TypeError, ValueError):
+        raise ValueError("This unit reads its learning rate from recipe['optimizer']['lr']; "
+                         f"the recipe has {recipe.get('optimizer')!r}.") from None
+    if not lr > 0:
+        raise ValueError(f"The learning rate must be positive, got {lr}.")
+    return lr
 
 
 def _lr_of(run_arm: str) -> float | None:
@@ -502,16 +518,72 @@ class _LrOverrides:
         return deep_merge(copy.deepcopy(dict(self.fn(steps))), self.extra)
 
 
-def _source_hash(fn: Callable[..., Any]) -> str | None:
+def unit_source_hash(fn: Callable[..., Any]) -> str | None:
+    """Hash of the code a function unit runs in its own module: its source, and transitively
+    the source of every function and class of that module it names, and the values of the
+    module-level constants it reads.
+
+    The declarations beside it (claims, notes, other experiments) are left out, so editing
+    them re-analyses the stored units (:func:`units_key`) instead of training them again;
+    changing a helper or a constant the unit uses trains again. Code of other modules (the
+    package's methods, torch) is not hashed: the package version covers it.
+
+    Returns:
+        16 hex digits, or None when the source is not available (then only the unit's name
+        keys its results).
+    """
     import inspect
     import sys
+    import types
 
     module = sys.modules.get(fn.__module__)
+    parts: list[str] = []
+    seen: set[int] = set()
+
+    def code_names(code: types.CodeType) -> set[str]:
+        names = set(code.co_names)
+        for const in code.co_consts:  # nested functions, lambdas, comprehensions
+            if isinstance(const, types.CodeType):
+                names |= code_names(const)
+        return names
+
+    def own(obj: Any) -> bool:
+        return getattr(obj, "__module__", None) == fn.__module__
+
+    def value(name: str, obj: Any) -> None:
+        if id(obj) in seen:
+            return
+        seen.add(id(obj))
+        if (inspect.isfunction(obj) or inspect.isclass(obj)) and own(obj):
+            code(obj)
+        elif callable(obj) or inspect.ismodule(obj):
+            parts.append(f"{name}: {getattr(obj, '__module__', '')}."
+                         f"{getattr(obj, '__qualname__', getattr(obj, '__name__', ''))}")
+        elif isinstance(obj, Mapping):
+            for k, v in obj.items():
+                value(f"{name}[{k!r}]", v)
+        elif isinstance(obj, list | tuple | set | frozenset):
+            for i, v in enumerate(sorted(obj, key=repr) if isinstance(obj, set | frozenset)
+                                  else obj):
+                value(f"{name}[{i}]", v)
+        else:  # a plain value; an object's default repr (an address) would change every run
+            r = repr(obj)
+            parts.append(f"{name} = {type(obj).__qualname__ if ' at 0x' in r else r}")
+
+    def code(obj: Any) -> None:
+        parts.append(inspect.getsource(obj))
+        funcs = ([obj] if inspect.isfunction(obj) else
+                 [f for f in vars(obj).values() if inspect.isfunction(f)])
+        names = set().union(*(code_names(f.__code__) for f in funcs)) if funcs else set()
+        for n in sorted(names):
+            if module is not None and n in vars(module):
+                value(n, vars(module)[n])
+
     try:
-        src = inspect.getsource(module) if module is not None else inspect.getsource(fn)
+        code(fn)
     except (OSError, TypeError):
         return None
-    return hashlib.sha256(src.encode()).hexdigest()[:16]
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
 
 
 def deep_merge(dst: dict[str, Any], src: Mapping[str, Any]) -> dict[str, Any]:
@@ -584,7 +656,9 @@ __all__ = [
     "deep_merge",
     "get_experiment",
     "list_experiments",
+    "recipe_lr",
     "register_experiment",
+    "unit_source_hash",
     "units_key",
     "variant_name",
 ]

@@ -94,16 +94,16 @@ class _ExperimentRun:
         self.exp = exp
         self.out = out
         config = exp.config(profile, data)
-        key = config_key(config)
+        key, ukey = config_key(config), units_key(config)
         old = load_result(out, exp.id)
         units: dict[str, Any] = {}
-        if old is not None and _stored_units_key(old) == units_key(config):
+        if old is not None and _stored_units_key(old) == ukey:
             # the same runs; claims, premises or the rate selection may have changed, which
             # re-analyses them (finish)
             units = {k: u for k, u in old.get("units", {}).items() if u.get("status") == "ok"}
         self.reused = len(units)
         self.result: dict[str, Any] = {
-            "id": exp.id, "key": key, "units_key": units_key(config), "profile": profile,
+            "id": exp.id, "key": key, "units_key": ukey, "profile": profile,
             "tips": list(exp.tips),
             "title": exp.title, "claim": exp.claim, "setup": exp.setup, "notes": exp.notes,
             "plots": list(exp.plots), "config": config, "versions": versions(),

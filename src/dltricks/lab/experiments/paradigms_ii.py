@@ -30,7 +30,15 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from dltricks.lab.experiment import Arm, Budget, Claim, Experiment, Premise, register_experiment
+from dltricks.lab.experiment import (
+    Arm,
+    Budget,
+    Claim,
+    Experiment,
+    Premise,
+    recipe_lr,
+    register_experiment,
+)
 
 
 def _budgets(steps: int, smoke_steps: int = 3, smoke_data: dict[str, Any] | None = None,
@@ -42,18 +50,6 @@ def _budgets(steps: int, smoke_steps: int = 3, smoke_data: dict[str, Any] | None
 
 def _kw(recipe: dict[str, Any]) -> dict[str, Any]:
     return dict(recipe.get("data", {}).get("kwargs", {}))
-
-
-def _lr(recipe: dict[str, Any]) -> float:
-    """The learning rate the lab's grid sets (``lr_key="optimizer.lr"``)."""
-    try:
-        lr = float(recipe["optimizer"]["lr"])
-    except (KeyError, TypeError, ValueError) as err:
-        raise ValueError("This unit reads its learning rate from recipe['optimizer']['lr']; "
-                         f"the recipe has {recipe.get('optimizer')!r}.") from err
-    if not lr > 0:
-        raise ValueError(f"The learning rate must be positive, got {lr}.")
-    return lr
 
 
 def _write_curve(run_dir: Path, losses: list[float], points: int = 30) -> float | None:
@@ -114,7 +110,7 @@ def fewshot_unit(recipe: dict[str, Any], run_dir: Path) -> dict[str, float | Non
     from dltricks.models import create_model
 
     seed, steps, kw = recipe["seed"], recipe["train"]["steps"], _kw(recipe)
-    method, lr = recipe["method"], _lr(recipe)
+    method, lr = recipe["method"], recipe_lr(recipe)
     d = create_dataset("mnist1d", seed=seed, num_samples=kw.get("num_samples", 2000))
     train = select_classes(d, SEEN_FEWSHOT, "train")
     val_pool, test_pool = fewshot_pools(d)
@@ -249,7 +245,7 @@ def zeroshot_unit(recipe: dict[str, Any], run_dir: Path) -> dict[str, float | No
                        norm="none", pool="flatten", input_size=8)
     model = CompatibilityModel(_Features(cnn), cnn.num_features, emb.shape[1])
     losses = train_compatibility(model, d.train.x, d.train.y, emb, SEEN_ZSL, steps=steps,
-                                 lr=_lr(recipe), seed=seed)
+                                 lr=recipe_lr(recipe), seed=seed)
     out = zero_shot_metrics(model, d.test.x, d.test.y, emb, SEEN_ZSL, UNSEEN_ZSL)
     cs = zero_shot_metrics(model, d.test.x, d.test.y, emb, SEEN_ZSL, UNSEEN_ZSL,
                            seen_penalty=SEEN_PENALTY)
@@ -344,7 +340,7 @@ def maml_unit(recipe: dict[str, Any], run_dir: Path) -> dict[str, float | None]:
 
     seed, steps, method, kw = recipe["seed"], recipe["train"]["steps"], recipe["method"], \
         _kw(recipe)
-    lr = _lr(recipe)
+    lr = recipe_lr(recipe)
     tasks = SinusoidTasks()
     g_eval = torch.Generator().manual_seed(10_000 + seed)
     val = tasks.sample(kw.get("val_tasks", 50), 10, 50, generator=g_eval)
@@ -475,7 +471,7 @@ def uncertainty_unit(recipe: dict[str, Any], run_dir: Path) -> dict[str, float |
 
     seed, steps, method, kw = recipe["seed"], recipe["train"]["steps"], recipe["method"], \
         _kw(recipe)
-    lr = _lr(recipe)
+    lr = recipe_lr(recipe)
     n = kw.get("num_samples", 2000)
     d = create_dataset("mnist1d", seed=seed, num_samples=n,
                        max_translation=kw.get("max_translation", IN_TRANSLATION))
@@ -649,7 +645,7 @@ def gp_unit(recipe: dict[str, Any], run_dir: Path) -> dict[str, float | None]:
 
     seed, steps, method, kw = recipe["seed"], recipe["train"]["steps"], recipe["method"], \
         _kw(recipe)
-    lr = _lr(recipe)
+    lr = recipe_lr(recipe)
     x_tr, y_tr, x_te, y_te, x_va, y_va = _gap_regression(
         seed, kw.get("n_train", 60), kw.get("n_test", 400), kw.get("n_val", 40))
     torch.manual_seed(seed)
